@@ -1,0 +1,1 @@
+"""The ML hub: JupyterHub policy for a multi-user TensorFlow platform."""

@@ -1,0 +1,330 @@
+"""Every platform setting, read from the environment in one place and validated.
+
+The environment is the single source of values (``.env`` for docker compose;
+``.env.example`` documents each variable with its default). ``load_settings``
+checks all of them at once and raises :class:`SettingsError` listing every bad
+value with the variable's name and what it expects, so a misconfigured hub stops
+before it starts instead of failing later with a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
+
+PREFIX = "MLHUB_"
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; ``problems`` holds one line per variable."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "Invalid configuration (fix these in .env, then start again):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+# ---------------------------------------------------------------- parsers
+# Each parser takes the raw string and returns the value, or raises ValueError
+# with what it expects; the variable's name is added by the loader.
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(raw: str) -> int:
+    """'512M', '4G', '1.5g', '1073741824' -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", raw)
+    if not m:
+        raise ValueError("a size such as 512M, 4G or 16G")
+    value = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    if value < 64 * 1024**2:
+        raise ValueError("at least 64M (a notebook server needs more than that)")
+    return value
+
+
+def parse_cpus(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("a number of CPUs such as 0.5, 2 or 8") from None
+    if not 0 < value <= 1024:
+        raise ValueError("a number of CPUs greater than 0, such as 0.5, 2 or 8")
+    return value
+
+
+def parse_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("true or false")
+
+
+def int_between(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"a whole number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"a whole number from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError("one of: " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def parse_http_url(raw: str) -> str:
+    url = urlparse(raw.strip())
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError("an http(s) URL such as https://hub.example.org")
+    if url.query or url.fragment:
+        raise ValueError("a URL without ?query or #fragment")
+    return raw.strip().rstrip("/")
+
+
+_USERNAME_BAD = re.compile(r"[\s,/]")
+
+
+def parse_user_list(raw: str) -> tuple[str, ...]:
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    bad = [n for n in names if _USERNAME_BAD.search(n)]
+    if bad:
+        raise ValueError(
+            f"comma-separated usernames without spaces or '/', got {', '.join(bad)!s}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def parse_admin_users(raw: str) -> tuple[str, ...]:
+    names = parse_user_list(raw)
+    if not names:
+        raise ValueError("at least one admin username, e.g. MLHUB_ADMIN_USERS=admin")
+    return names
+
+
+_DOCKER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
+
+
+def parse_docker_name(raw: str) -> str:
+    value = raw.strip()
+    if not _DOCKER_NAME.fullmatch(value):
+        raise ValueError(
+            "lowercase letters, digits, '_', '.', '-' (at most 31, starting with a "
+            "letter or digit), e.g. mlhub"
+        )
+    return value
+
+
+_IMAGE = re.compile(
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+
+
+def parse_image(raw: str) -> str:
+    value = raw.strip()
+    if not _IMAGE.fullmatch(value):
+        raise ValueError("an image reference such as mlhub/notebook:latest (lowercase name)")
+    return value
+
+
+def parse_db_url(raw: str) -> str:
+    value = raw.strip()
+    if value.startswith("sqlite:///") or re.match(r"postgres(ql)?(\+\w+)?://.+", value):
+        return value.replace("postgres://", "postgresql://", 1)
+    raise ValueError(
+        "sqlite:////path/to/jupyterhub.sqlite or postgresql://USER:PASSWORD@HOST/DB"
+    )
+
+
+def parse_uid_gid(raw: str) -> str:
+    m = re.fullmatch(r"(\d+)(?::(\d+))?", raw.strip())
+    if not m:
+        raise ValueError("UID or UID:GID as numbers, e.g. 1000:100")
+    if int(m.group(1)) == 0:
+        raise ValueError("a non-root UID (not 0): notebooks never run as root")
+    return raw.strip()
+
+
+def parse_abs_path(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith("/"):
+        raise ValueError("an absolute path, e.g. /home/jovyan")
+    return value.rstrip("/") or "/"
+
+
+def parse_log_level(raw: str) -> str:
+    return one_of("debug", "info", "warning", "error")(raw).upper()
+
+
+# ---------------------------------------------------------------- the settings
+
+
+def setting(env: str, default: str, parse: Callable[[str], Any], help: str) -> Any:
+    """Declare one setting: its variable, default (as the string a user would write),
+    parser and help. The help text is copied into .env.example."""
+    from dataclasses import field
+
+    return field(metadata={"env": env, "default": default, "parse": parse, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    public_url: str = setting(
+        "MLHUB_PUBLIC_URL", "http://localhost:8000", parse_http_url,
+        "URL users open in their browser; used for links and OAuth callbacks. "
+        "Example: https://ml.example.org",
+    )
+    http_port: int = setting(
+        "MLHUB_HTTP_PORT", "8000", int_between(1, 65535),
+        "Host port the proxy publishes (compose). Example: 443 behind TLS, 8000 to try it.",
+    )
+    admin_users: tuple = setting(
+        "MLHUB_ADMIN_USERS", "admin", parse_admin_users,
+        "Comma-separated usernames that are hub admins. Each gets a generated first "
+        "password (see README, 'First login'). Example: alice,bob",
+    )
+    authenticator: str = setting(
+        "MLHUB_AUTHENTICATOR", "native", one_of("native"),
+        "How people sign in. native = hub accounts: people sign up in the browser "
+        "and an admin approves them (no outside identity provider needed).",
+    )
+    signup: str = setting(
+        "MLHUB_SIGNUP", "approval", one_of("approval", "open", "closed"),
+        "native sign-up: approval = anyone may ask, an admin approves; open = "
+        "accounts work at once; closed = only admins create accounts.",
+    )
+    prefix: str = setting(
+        "MLHUB_PREFIX", "mlhub", parse_docker_name,
+        "Prefix of the Docker containers and volumes the hub creates for users "
+        "(<prefix>-nb-<user>, <prefix>-home-<user>). Change it only on a fresh install.",
+    )
+    network: str = setting(
+        "MLHUB_NETWORK", "mlhub", parse_docker_name,
+        "Docker network shared by the proxy, the hub and every notebook container.",
+    )
+    notebook_image: str = setting(
+        "MLHUB_NOTEBOOK_IMAGE", "mlhub/notebook:latest", parse_image,
+        "Image of the users' notebook containers (built from images/notebook/).",
+    )
+    mem_limit: int = setting(
+        "MLHUB_NOTEBOOK_MEM_LIMIT", "8G", parse_size,
+        "Memory limit of each notebook container, enforced by the engine (the kernel "
+        "is killed past it). Units K, M, G. Example: 16G",
+    )
+    cpu_limit: float = setting(
+        "MLHUB_NOTEBOOK_CPU_LIMIT", "4", parse_cpus,
+        "CPU limit of each notebook container, in CPUs (fractions allowed). Example: 2",
+    )
+    notebook_user: str = setting(
+        "MLHUB_NOTEBOOK_USER", "1000:100", parse_uid_gid,
+        "UID:GID the notebook server runs as; never root. Matches the image's user "
+        "(jovyan, 1000:100 in Jupyter docker-stacks images).",
+    )
+    notebook_home: str = setting(
+        "MLHUB_NOTEBOOK_HOME", "/home/jovyan", parse_abs_path,
+        "Where each user's persistent volume is mounted in their container (their home).",
+    )
+    named_servers: int = setting(
+        "MLHUB_NAMED_SERVERS", "3", int_between(0, 100),
+        "How many named servers each user may run besides their default one; 0 disables them.",
+    )
+    db_url: str = setting(
+        "MLHUB_DB_URL", "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite", parse_db_url,
+        "Hub database. SQLite on the hub-data volume by default; for Postgres: "
+        "postgresql://USER:PASSWORD@HOST:5432/DB",
+    )
+    secrets_dir: str = setting(
+        "MLHUB_SECRETS_DIR", "/srv/jupyterhub/secrets", parse_abs_path,
+        "Directory (a volume) where generated secrets live: cookie secret, proxy "
+        "token, first admin password. Generated on first start, mode 0600.",
+    )
+    proxy_api_url: str = setting(
+        "MLHUB_PROXY_API_URL", "http://proxy:8001", parse_http_url,
+        "REST API of the configurable-http-proxy service (compose service 'proxy').",
+    )
+    hub_connect_url: str = setting(
+        "MLHUB_HUB_CONNECT_URL", "http://hub:8081", parse_http_url,
+        "URL at which the proxy and notebook containers reach the hub (compose service 'hub').",
+    )
+    spawn_timeout: int = setting(
+        "MLHUB_SPAWN_TIMEOUT", "600", int_between(10, 3600),
+        "Seconds a spawn may take before it is reported as failed (includes pulling "
+        "an image the first time).",
+    )
+    http_timeout: int = setting(
+        "MLHUB_HTTP_TIMEOUT", "120", int_between(5, 3600),
+        "Seconds a started container has to answer HTTP before the spawn fails.",
+    )
+    docker_concurrency: int = setting(
+        "MLHUB_DOCKER_CONCURRENCY", "16", int_between(1, 256),
+        "Docker API calls the hub makes at once (so one slow spawn does not queue the others).",
+    )
+    log_level: str = setting(
+        "MLHUB_LOG_LEVEL", "info", parse_log_level,
+        "Hub log level: debug, info, warning or error.",
+    )
+
+
+SETTINGS_FIELDS = {f.metadata["env"]: f for f in fields(Settings)}
+
+# Variables that .env carries for docker compose itself, not for the hub.
+COMPOSE_ONLY = {
+    "MLHUB_BIND_ADDRESS": ("0.0.0.0", "Host address the proxy port is published on. Example: 127.0.0.1"),
+    "MLHUB_HUB_IMAGE": ("mlhub/hub:latest", "Tag of the hub image compose builds from images/hub/."),
+    "MLHUB_ENV_FILE": (".env", "File compose passes to the hub as its environment."),
+}
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Read and validate every setting; raise SettingsError listing all problems."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for env, f in SETTINGS_FIELDS.items():
+        raw = environ.get(env)
+        if raw is None or raw.strip() == "":
+            raw = f.metadata["default"]
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as e:
+            problems.append(f"{env}={raw!r}: expected {e}")
+    known = set(SETTINGS_FIELDS) | set(COMPOSE_ONLY)
+    for env in sorted(environ):
+        if env.startswith(PREFIX) and env not in known:
+            close = difflib.get_close_matches(env, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append(f"{env}: unknown setting{hint} (see .env.example)")
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**values)
+
+
+def env_example() -> str:
+    """The text of .env.example: every variable with its help and default."""
+    lines = [
+        "# Settings of the ML hub. Copy to .env and change what you need;",
+        "# every line shows the default. The hub checks all of them at startup.",
+        "",
+    ]
+    for env, f in SETTINGS_FIELDS.items():
+        lines += [f"# {f.metadata['help']}", f"{env}={f.metadata['default']}", ""]
+    lines.append("# --- read by docker compose only")
+    for env, (default, help_) in COMPOSE_ONLY.items():
+        lines += [f"# {help_}", f"{env}={default}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""Turn validated :class:`hub.settings.Settings` into JupyterHub configuration.
+
+``jupyterhub_config.py`` calls :func:`configure` and nothing else, so the whole
+mapping from settings to config is here and unit-tested.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .auth import configure_authenticator
+from .secrets import ensure
+from .settings import Settings
+from .spawner import MlhubSpawner
+
+
+def configure(c, settings: Settings, *, read_secrets: bool = True) -> None:
+    """Apply ``settings`` to the traitlets config object ``c``."""
+    hub = c.JupyterHub
+    hub.log_level = settings.log_level
+    hub.db_url = settings.db_url
+    hub.bind_url = "http://:8000"  # the proxy's public side, inside the compose network
+    hub.hub_bind_url = "http://0.0.0.0:8081"
+    hub.hub_connect_url = settings.hub_connect_url
+    # Running servers outlive a hub restart or upgrade; the hub reattaches to them.
+    hub.cleanup_servers = False
+    hub.allow_named_servers = settings.named_servers > 0
+    hub.named_server_limit_per_user = settings.named_servers
+    hub.cookie_secret_file = os.path.join(settings.secrets_dir, "cookie_secret")
+
+    # configurable-http-proxy runs as its own compose service, so a hub restart
+    # does not drop users' open connections.
+    proxy = c.ConfigurableHTTPProxy
+    proxy.should_start = False
+    proxy.api_url = settings.proxy_api_url
+    if read_secrets:
+        proxy.auth_token = ensure(settings.secrets_dir, "proxy_token")
+
+    hub.spawner_class = MlhubSpawner
+    sp = c.MlhubSpawner
+    sp.image = settings.notebook_image
+    sp.prefix = f"{settings.prefix}-nb"
+    sp.home_volume_template = settings.prefix + "-home-{username}"
+    sp.home_path = settings.notebook_home
+    sp.notebook_dir = settings.notebook_home
+    sp.notebook_user = settings.notebook_user
+    sp.network_name = settings.network
+    sp.use_internal_ip = True
+    sp.remove = True  # containers are disposable; the home volume is what persists
+    sp.pull_policy = "ifnotpresent"
+    sp.mem_limit = settings.mem_limit
+    sp.cpu_limit = settings.cpu_limit
+    sp.docker_concurrency = settings.docker_concurrency
+    sp.start_timeout = settings.spawn_timeout
+    sp.http_timeout = settings.http_timeout
+    sp.default_url = "/lab"
+    sp.debug = settings.log_level == "DEBUG"
+
+    configure_authenticator(c, settings)
