@@ -74,7 +74,7 @@ def test_two_users_spawn(platform, users):
         model = hub.server_model(token, name)
         assert model["ready"]
     names = {c["Names"] for c in platform.stack.notebook_containers()}
-    assert names == {"mlhubtest-nb-alice", "mlhubtest-nb-bob-2esmith-40example-2eorg"}, names
+    assert names == {f"{platform.stack.project}-nb-alice", "mlhubtest-nb-bob-2esmith-40example-2eorg"}, names
 
 
 def test_train_keras_model_in_notebook_and_save_in_home(platform, users):
@@ -89,16 +89,16 @@ def test_train_keras_model_in_notebook_and_save_in_home(platform, users):
 
 
 def test_notebook_container_is_non_root_limited_and_has_no_docker_socket(platform, users):
-    info = platform.stack.container("mlhubtest-nb-alice")
+    info = platform.stack.container(f"{platform.stack.project}-nb-alice")
     assert info["Config"]["User"] == "1000:100"
     host = info["HostConfig"]
     assert host["Memory"] == 2 * 1024**3
     assert host["CpuQuota"] == 150_000 and host["CpuPeriod"] == 100_000
     assert "ALL" in (host["CapDrop"] or []) and "no-new-privileges" in (host["SecurityOpt"] or [])
     mounts = {m["Destination"]: m for m in info["Mounts"]}
-    assert mounts["/home/jovyan"]["Name"] == "mlhubtest-home-alice"
+    assert mounts["/home/jovyan"]["Name"] == f"{platform.stack.project}-home-alice"
     assert not any("docker.sock" in (m.get("Source") or "") for m in info["Mounts"])
-    assert list(info["NetworkSettings"]["Networks"]) == ["mlhubtest"]
+    assert list(info["NetworkSettings"]["Networks"]) == [platform.stack.project]
     out = run_code(platform.hub, users[ALICE], ALICE, r"""
 import os, pathlib
 print("UID", os.getuid(), os.getgid())
@@ -116,23 +116,23 @@ import socket; print("HUB", socket.gethostbyname("hub"))
 
 def test_file_survives_server_stop_and_start(platform, users):
     hub, token = platform.hub, users[ALICE]
-    old_id = platform.stack.container("mlhubtest-nb-alice")["Id"]
+    old_id = platform.stack.container(f"{platform.stack.project}-nb-alice")["Id"]
     hub.stop_server(token, ALICE)
-    assert platform.stack.container("mlhubtest-nb-alice") is None  # container removed
-    assert "mlhubtest-home-alice" in platform.stack.home_volumes()  # home kept
+    assert platform.stack.container(f"{platform.stack.project}-nb-alice") is None  # container removed
+    assert f"{platform.stack.project}-home-alice" in platform.stack.home_volumes()  # home kept
     seconds = hub.start_server(token, ALICE)
     record(f"restart of a server (existing home volume): {seconds:.2f} s")
-    assert platform.stack.container("mlhubtest-nb-alice")["Id"] != old_id
+    assert platform.stack.container(f"{platform.stack.project}-nb-alice")["Id"] != old_id
     out = run_code(hub, token, ALICE, RELOAD)
     assert _prediction(out, "LOADED") == pytest.approx(platform.trained_prediction, abs=1e-6)
 
 
 def test_hub_restart_keeps_servers_running_and_reachable(platform, users):
     hub, token = platform.hub, users[ALICE]
-    before = platform.stack.container("mlhubtest-nb-alice")
+    before = platform.stack.container(f"{platform.stack.project}-nb-alice")
     platform.stack.compose("restart", "hub")
     platform.stack.wait_healthy()
-    after = platform.stack.container("mlhubtest-nb-alice")
+    after = platform.stack.container(f"{platform.stack.project}-nb-alice")
     assert after["Id"] == before["Id"]
     assert after["State"]["StartedAt"] == before["State"]["StartedAt"]  # never restarted
     assert hub.server_model(token, ALICE)["ready"]
@@ -161,11 +161,11 @@ def test_named_server_shares_the_home(platform, users):
     hub, token = platform.hub, users[ALICE]
     seconds = hub.start_server(token, ALICE, server="exp-1")
     record(f"spawn-to-ready of a named server: {seconds:.2f} s")
-    assert platform.stack.container("mlhubtest-nb-alice--exp-2d1") is not None
+    assert platform.stack.container(f"{platform.stack.project}-nb-alice--exp-2d1") is not None
     r = hub.server_api(token, ALICE, "GET", "api/contents/models", server="exp-1")
     assert r.status_code == 200 and r.json()["content"][0]["name"] == "tiny.keras"
     hub.stop_server(token, ALICE, server="exp-1")
-    assert platform.stack.container("mlhubtest-nb-alice--exp-2d1") is None
+    assert platform.stack.container(f"{platform.stack.project}-nb-alice--exp-2d1") is None
 
 
 def test_spawn_progress_events(platform, users):
@@ -201,13 +201,13 @@ def test_spawn_progress_events(platform, users):
 
 def test_compose_down_and_up_keeps_files_and_running_servers(platform, users):
     hub, token, stack = platform.hub, users[ALICE], platform.stack
-    before = stack.container("mlhubtest-nb-alice")
+    before = stack.container(f"{platform.stack.project}-nb-alice")
     stack.compose("down", "--timeout", "10")
     # users' servers are not part of the compose project: down leaves them running
-    assert stack.container("mlhubtest-nb-alice")["State"]["Running"]
+    assert stack.container(f"{platform.stack.project}-nb-alice")["State"]["Running"]
     seconds = stack.up(build=False)
     record(f"docker compose up of an existing install: {seconds:.1f} s")
-    assert stack.container("mlhubtest-nb-alice")["Id"] == before["Id"]
+    assert stack.container(f"{platform.stack.project}-nb-alice")["Id"] == before["Id"]
     r = hub.server_api(token, ALICE, "GET", "api/status")
     assert r.status_code == 200, r.text
     hub.stop_server(token, ALICE)

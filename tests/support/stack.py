@@ -48,7 +48,9 @@ def engine_problem() -> str | None:
 class Stack:
     """One compose project of the platform, isolated by name, network, prefix and port."""
 
-    def __init__(self, project: str = "mlhubtest", extra_env: dict[str, str] | None = None):
+    def __init__(self, project: str | None = None, extra_env: dict[str, str] | None = None):
+        # MLHUB_TEST_PROJECT lets two test runs share one engine without colliding.
+        project = project or os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
         self.project = project
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
