@@ -74,7 +74,8 @@ def test_two_users_spawn(platform, users):
         model = hub.server_model(token, name)
         assert model["ready"]
     names = {c["Names"] for c in platform.stack.notebook_containers()}
-    assert names == {f"{platform.stack.project}-nb-alice", "mlhubtest-nb-bob-2esmith-40example-2eorg"}, names
+    p = platform.stack.project
+    assert names == {f"{p}-nb-alice", f"{p}-nb-bob-2esmith-40example-2eorg"}, names
 
 
 def test_train_keras_model_in_notebook_and_save_in_home(platform, users):
