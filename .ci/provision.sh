@@ -49,9 +49,10 @@ if ! docker compose version >/dev/null 2>&1; then
 fi
 log "$(docker compose version)"
 
+# This machine's HTTPS goes through an intercepting proxy whose CA is in the
+# host bundle: image builds must trust it for pip and npm (images/certs/).
+cp /etc/ssl/certs/ca-certificates.crt images/certs/host-ca-bundle.crt
+
 # Base images: this machine reaches no registry, so build them locally.
 images/local-base/build.sh
-
-# Corporate / intercepting-proxy CA for pip and npm inside image builds.
-cp /etc/ssl/certs/ca-certificates.crt images/certs/host-ca-bundle.crt
 log "provisioned"
