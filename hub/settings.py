@@ -169,6 +169,38 @@ def parse_abs_path(raw: str) -> str:
     return value.rstrip("/") or "/"
 
 
+def parse_gpus(raw: str) -> str | tuple[str, ...]:
+    value = raw.strip().lower()
+    if value in ("auto", "none"):
+        return value
+    ids = tuple(i.strip() for i in raw.split(",") if i.strip())
+    if not ids or not all(re.fullmatch(r"\d+|GPU-[0-9a-fA-F-]+", i) for i in ids):
+        raise ValueError("auto, none, or GPU indices / UUIDs separated by commas, e.g. 0,1,2,3")
+    if len(set(ids)) != len(ids):
+        raise ValueError("each GPU listed once")
+    return ids
+
+
+def parse_optional_size(raw: str) -> int | None:
+    return parse_size(raw) if raw.strip() else None
+
+
+def parse_environments(raw: str) -> tuple[tuple[str, str], ...]:
+    """'Label=image;Label 2=image2' -> ((label, image), ...); '' -> ()."""
+    out = []
+    for part in (p.strip() for p in raw.split(";")):
+        if not part:
+            continue
+        label, sep, image = part.partition("=")
+        if not sep or not label.strip() or not _IMAGE.fullmatch(image.strip()):
+            raise ValueError(
+                "entries 'Label=image' separated by ';', e.g. "
+                "TensorFlow (CUDA)=mlhub/notebook:latest;Minimal=quay.io/jupyter/base-notebook:latest"
+            )
+        out.append((label.strip(), image.strip()))
+    return tuple(out)
+
+
 def parse_log_level(raw: str) -> str:
     return one_of("debug", "info", "warning", "error")(raw).upper()
 
@@ -275,6 +307,32 @@ class Settings:
     docker_concurrency: int = setting(
         "MLHUB_DOCKER_CONCURRENCY", "16", int_between(1, 256),
         "Docker API calls the hub makes at once (so one slow spawn does not queue the others).",
+    )
+    gpus: Any = setting(
+        "MLHUB_GPUS", "auto", parse_gpus,
+        "GPUs the hub hands out. auto = ask the engine (a short nvidia-smi probe "
+        "container; no NVIDIA support means CPU-only, no error); none = CPU-only; "
+        "or a list of indices/UUIDs. Example: 0,1,2,3",
+    )
+    gpu_sharing: int = setting(
+        "MLHUB_GPU_SHARING", "1", int_between(1, 64),
+        "Servers that may share one GPU. 1 = exclusive: a GPU is one server's alone.",
+    )
+    default_gpu_quota: int = setting(
+        "MLHUB_DEFAULT_GPU_QUOTA", "1", int_between(0, 64),
+        "GPUs a user may hold at once (all servers together) when no group of theirs "
+        "sets gpu_quota. Admins set group quotas as group properties: "
+        '{"gpu_quota": 2, "mem_quota": "32G"}.',
+    )
+    default_mem_quota: Any = setting(
+        "MLHUB_DEFAULT_MEM_QUOTA", "", parse_optional_size,
+        "Most memory a user may pick for one server when no group of theirs sets "
+        "mem_quota. Empty = MLHUB_NOTEBOOK_MEM_LIMIT. Example: 32G",
+    )
+    environments: tuple = setting(
+        "MLHUB_ENVIRONMENTS", "", parse_environments,
+        "Environments offered in the spawn form, 'Label=image' separated by ';'. "
+        "Empty = one, 'TensorFlow (CUDA)' from MLHUB_NOTEBOOK_IMAGE.",
     )
     log_level: str = setting(
         "MLHUB_LOG_LEVEL", "info", parse_log_level,

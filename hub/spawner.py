@@ -21,11 +21,24 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from docker.errors import APIError, ImageNotFound, NotFound
+from docker.types import DeviceRequest
 from dockerspawner import DockerSpawner
-from traitlets import Dict, Integer, Unicode, default
+from traitlets import Any, Dict, Integer, List, Unicode, default
 
 from .errors import SpawnRefused
+from .gpus.allocator import GPU_LABEL, GpuAllocator, QuotaExceeded
+from .gpus.ledger import NotEnoughGPUs
 from .naming import safe_name
+from .options import (
+    Environment,
+    OptionsError,
+    Quota,
+    options_from_form,
+    parse_user_options,
+    quota_for,
+    render_form,
+    slug,
+)
 
 LABEL_PREFIX = "org.mlhub."
 
@@ -73,6 +86,51 @@ class MlhubSpawner(DockerSpawner):
         """,
     )
 
+    environments = List(
+        config=True,
+        help="""Environments users pick from, as [label, image] pairs; the first is
+        the default. Example: [["TensorFlow (CUDA)", "mlhub/notebook:latest"]].
+        Default: one environment, the spawner's ``image``.
+        """,
+    )
+
+    gpus = Any(
+        "auto",
+        config=True,
+        help="""GPUs this hub hands out: 'auto' (probe the engine with nvidia-smi),
+        'none', or a tuple of device ids such as ("0", "1"). Default: 'auto'.
+        """,
+    )
+
+    gpu_sharing = Integer(
+        1,
+        config=True,
+        help="Servers that may share one GPU; 1 (the default) makes GPUs exclusive.",
+    )
+
+    default_gpu_quota = Integer(
+        1,
+        config=True,
+        help="""GPUs a user may hold at once when none of their groups sets the
+        ``gpu_quota`` property. Default: 1.""",
+    )
+
+    memory_default = Integer(
+        8 * 1024**3,
+        config=True,
+        help="Memory limit in bytes of a server when the user picks none. Default: 8 GiB.",
+    )
+
+    default_mem_quota = Integer(
+        None,
+        allow_none=True,
+        config=True,
+        help="""Most memory in bytes a user may pick when none of their groups sets
+        the ``mem_quota`` property. Default: None (= memory_default).""",
+    )
+
+    gpu_ids = List(help="GPU ids held by the running server (empty: CPU only).")
+
     extra_labels = Dict(
         config=True,
         help="""Extra Docker labels on every notebook container and home volume.
@@ -105,6 +163,7 @@ class MlhubSpawner(DockerSpawner):
             LABEL_PREFIX + "user": self.user.name,
             LABEL_PREFIX + "server": self.name or "",
             LABEL_PREFIX + "component": "notebook",
+            GPU_LABEL: ",".join(self.gpu_ids),
         }
         labels.update(self.extra_labels)
         return labels
@@ -136,10 +195,61 @@ class MlhubSpawner(DockerSpawner):
 
     @default("extra_host_config")
     def _default_host_config(self):
-        return {
-            "security_opt": ["no-new-privileges"],
-            "cap_drop": ["ALL"],
-        }
+        def host_config(spawner):
+            config = {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"]}
+            if spawner.gpu_ids:
+                # exactly these GPUs; the engine sets NVIDIA_VISIBLE_DEVICES to them
+                config["device_requests"] = [
+                    DeviceRequest(
+                        driver="nvidia",
+                        device_ids=list(spawner.gpu_ids),
+                        capabilities=[["gpu", "compute", "utility"]],
+                    )
+                ]
+            return config
+
+        return host_config
+
+    # --------------------------------------------------------------- options, GPUs
+
+    def environment_list(self) -> list[Environment]:
+        pairs = self.environments or [["TensorFlow (CUDA)", self.image]]
+        return [Environment(slug(label), label, image) for label, image in pairs]
+
+    def quota(self) -> Quota:
+        groups = [(g.name, getattr(g, "properties", None) or {}) for g in self.user.groups]
+        default_mem = self.default_mem_quota or self.memory_default
+        return quota_for(groups, Quota(self.default_gpu_quota, default_mem))
+
+    _allocator: GpuAllocator | None = None
+
+    @property
+    def allocator(self) -> GpuAllocator:
+        """One allocator per hub process, shared by all spawners."""
+        cls = MlhubSpawner
+        if cls._allocator is None:
+            gpus = tuple(self.gpus) if isinstance(self.gpus, (list, tuple)) else self.gpus
+            cls._allocator = GpuAllocator(
+                self.client, self.executor, gpus, probe_image=self.image, slots=self.gpu_sharing
+            )
+        return cls._allocator
+
+    @default("options_form")
+    def _options_form_default(self):
+        return MlhubSpawner.render_options_form
+
+    @default("options_from_form")
+    def _options_from_form_default(self):
+        return options_from_form
+
+    async def render_options_form(self) -> str:
+        """The spawn form; empty (spawn at once) when there is nothing to choose."""
+        inventory = await self.allocator.inventory()
+        environments = self.environment_list()
+        if not inventory and len(environments) == 1:
+            return ""
+        ledger = await self.allocator.ledger()
+        return render_form(environments, inventory, ledger, self.quota(), self.memory_default)
 
     # --------------------------------------------------------------- docker calls
 
@@ -183,6 +293,12 @@ class MlhubSpawner(DockerSpawner):
     def get_env(self):
         env = super().get_env()
         env.setdefault("HOME", self.home_path)
+        # TensorFlow takes GPU memory as it needs it, not all of it at start
+        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+        if not self.gpu_ids:
+            # CUDA images default to "all": under the NVIDIA runtime a CPU-only
+            # server would see every GPU. "void" hides them.
+            env["NVIDIA_VISIBLE_DEVICES"] = "void"
         return env
 
     async def pull_image(self, image):
@@ -219,11 +335,32 @@ class MlhubSpawner(DockerSpawner):
         self._emit(60, "Starting your container")
         await super().start_object()
 
+    async def apply_options(self) -> None:
+        """Validate user_options and reserve GPUs, before any container exists."""
+        inventory = await self.allocator.inventory()
+        quota = self.quota()
+        try:
+            opts = parse_user_options(
+                self.user_options, self.environment_list(), quota, self.memory_default, len(inventory)
+            )
+        except OptionsError as e:
+            raise SpawnRefused(str(e), reason="options") from None
+        self.image = opts.environment.image
+        self.mem_limit = opts.mem
+        try:
+            holding = await self.allocator.reserve(self.user.name, self.name or "", opts.gpus, quota.gpus)
+        except (NotEnoughGPUs, QuotaExceeded) as e:
+            raise SpawnRefused(str(e), reason="gpus", status_code=409) from None
+        self.gpu_ids = list(holding.gpu_ids)
+        what = f"{len(self.gpu_ids)} GPU(s) ({', '.join(self.gpu_ids)})" if self.gpu_ids else "no GPU"
+        self._emit(5, f"{opts.environment.label}, {what}, {opts.mem // 1024**2} MiB of memory")
+
     async def start(self):
         self._events = []
         self._spawn_done = False
         self._emit(0, "Server requested")
         try:
+            await self.apply_options()
             ip_port = await super().start()
         except SpawnRefused:
             await self._remove_failed()
@@ -241,7 +378,22 @@ class MlhubSpawner(DockerSpawner):
             self._emit(80, "Container running; waiting for Jupyter to answer")
             return ip_port
         finally:
+            self.allocator.settle(self.user.name, self.name or "")
             self._spawn_done = True
+
+    def get_state(self):
+        state = super().get_state()
+        if self.gpu_ids:
+            state["gpu_ids"] = list(self.gpu_ids)
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.gpu_ids = list(state.get("gpu_ids", []))
+
+    def clear_state(self):
+        super().clear_state()
+        self.gpu_ids = []
 
     async def _remove_failed(self) -> None:
         """Never leave a half-created container behind."""

@@ -52,16 +52,14 @@ class Platform:
         return self._tokens[name]
 
 
-@pytest.fixture(scope="session")
-def platform(request):
+def _bring_up(request, stack: Stack, label: str):
     problem = engine_problem()
     if problem:
         pytest.fail(f"these tests need a Docker engine and Compose v2: {problem}", pytrace=False)
-    stack = Stack()
     stack.destroy()  # leftovers of an interrupted run
     try:
         seconds = stack.up(build=True)
-        record(f"stack build + up (images cached after first run): {seconds:.1f} s")
+        record(f"{label}: stack build + up (images cached after first run): {seconds:.1f} s")
         yield Platform(stack)
     except BaseException:
         request.session.mlhub_failed = True
@@ -72,3 +70,28 @@ def platform(request):
             print(f"\nlogs and inspect output of the stack: {path}", file=sys.stderr)
         if os.environ.get("MLHUB_TEST_KEEP") != "1":
             stack.destroy()
+
+
+@pytest.fixture(scope="session")
+def platform(request):
+    """The platform with default settings (GPU inventory: auto; here none answers)."""
+    yield from _bring_up(request, Stack(), "core")
+
+
+# A stand-in inventory of 4 GPUs. The engine on CI has no GPU; .ci/provision.sh
+# puts a stand-in nvidia-container-runtime-hook on dockerd's PATH, so containers
+# that request GPUs start and the engine sets NVIDIA_VISIBLE_DEVICES to the ids
+# requested. Tests on this stack check GPU ALLOCATION AND WIRING, not GPU compute.
+GPU_STACK_ENV = {
+    "MLHUB_GPUS": "0,1,2,3",
+    "MLHUB_DEFAULT_GPU_QUOTA": "1",
+    "MLHUB_NOTEBOOK_MEM_LIMIT": "1G",
+    "MLHUB_DEFAULT_MEM_QUOTA": "2G",
+    "MLHUB_NOTEBOOK_CPU_LIMIT": "0.5",
+}
+
+
+@pytest.fixture(scope="session")
+def gpu_platform(request):
+    base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
+    yield from _bring_up(request, Stack(project=f"{base}gpu", extra_env=GPU_STACK_ENV), "gpu")

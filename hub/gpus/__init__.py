@@ -1,0 +1,1 @@
+"""GPU inventory, ledger and allocation."""
