@@ -10,7 +10,8 @@ container or a volume.
 
 Names longer than ``max_length`` are cut and end in ``_`` plus 10 hex digits
 of the SHA-256 of the original (``_`` never occurs otherwise), so they stay
-unique and short enough for Docker and DNS (63 characters a label).
+unique and short (the hub reaches containers by IP, so names need not be DNS
+labels; they only have to be valid Docker names).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ DEFAULT_MAX_LENGTH = 40
 
 def safe_name(raw: str, max_length: int = DEFAULT_MAX_LENGTH) -> str:
     """Escape ``raw`` into a Docker-safe, injective name of at most ``max_length``."""
+    if max_length < 16:
+        raise ValueError("max_length must be at least 16 (room for a hash suffix)")
     out = []
     for ch in raw:
         if ch in SAFE:

@@ -38,7 +38,7 @@ _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 def parse_size(raw: str) -> int:
     """'512M', '4G', '1.5g', '1073741824' -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", raw)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(?:i?[bB]?)\s*", raw)
     if not m:
         raise ValueError("a size such as 512M, 4G or 16G")
     value = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
@@ -146,8 +146,11 @@ def parse_image(raw: str) -> str:
 
 def parse_db_url(raw: str) -> str:
     value = raw.strip()
-    if value.startswith("sqlite:///") or re.match(r"postgres(ql)?(\+\w+)?://.+", value):
-        return value.replace("postgres://", "postgresql://", 1)
+    if value.startswith("sqlite:///"):
+        return value
+    m = re.fullmatch(r"postgres(?:ql)?((?:\+\w+)?://.+)", value)
+    if m:  # SQLAlchemy knows only 'postgresql'; 'postgres://' is a common spelling
+        return "postgresql" + m.group(1)
     raise ValueError(
         "sqlite:////path/to/jupyterhub.sqlite or postgresql://USER:PASSWORD@HOST/DB"
     )

@@ -154,6 +154,13 @@ class MlhubSpawner(DockerSpawner):
     def _default_volumes(self):
         return {self.home_volume_template: self.home_path}
 
+    def template_namespace(self):
+        # DockerSpawner lowercases server names before escaping, so servers 'GPU'
+        # and 'gpu' of one user would share a container; safe_name is one-to-one.
+        ns = super().template_namespace()
+        ns["servername"] = self.escape(self.name or "")
+        return ns
+
     @property
     def home_volume_name(self) -> str:
         return self.format_volume_name(self.home_volume_template, self)

@@ -35,6 +35,8 @@ def configure(c, settings: Settings, *, read_secrets: bool = True) -> None:
     proxy.api_url = settings.proxy_api_url
     if read_secrets:
         proxy.auth_token = ensure(settings.secrets_dir, "proxy_token")
+        ensure(settings.secrets_dir, "cookie_secret")
+        ensure(settings.secrets_dir, "admin_password")
 
     hub.spawner_class = MlhubSpawner
     sp = c.MlhubSpawner

@@ -108,7 +108,7 @@ def test_injective(names):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(any_text, unique=True, max_size=30), st.integers(min_value=11, max_value=60))
+@given(st.lists(any_text, unique=True, max_size=30), st.integers(min_value=16, max_value=60))
 def test_injective_with_truncation(names, max_length):
     # Short limits force most names through the truncate-and-hash path.
     escaped = [safe_name(n, max_length) for n in names]
@@ -123,7 +123,7 @@ def test_deterministic(raw):
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.text(max_size=200), st.integers(min_value=11, max_value=128))
+@given(st.text(max_size=200), st.integers(min_value=16, max_value=128))
 def test_length_bound_and_docker_charset(raw, max_length):
     name = safe_name(raw, max_length)
     assert len(name) <= max_length
@@ -151,3 +151,9 @@ def test_user_and_server_pairs_give_distinct_container_names(pairs):
     # ...and none of them equals a default server's name.
     defaults = {f"mlhub-nb-{safe_name(u)}" for u, _ in pairs}
     assert not defaults & set(names)
+
+
+@pytest.mark.parametrize("max_length", [0, 5, 15])
+def test_too_small_max_length_is_refused(max_length):
+    with pytest.raises(ValueError, match="at least 16"):
+        safe_name("a" * 100, max_length)

@@ -265,11 +265,6 @@ def test_good_value_parses(var, value, attr, expected):
     assert s.__class__(**{**load_settings({}).__dict__, attr: expected}) == s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: parse_size accepts 2GiB and 2GB but rejects 2Gi "
-    "(regex (?:i?[bB])? needs the B after i), although Docker accepts 2Gi",
-)
 def test_size_with_binary_suffix_without_b_is_accepted():
     assert parse_size("2Gi") == 2 * GiB
 
@@ -282,15 +277,7 @@ DB_URLS = [
     "postgres://u:p@db/hub",
     "postgresql://u:p@db/hub",
     "postgresql+psycopg2://u:p@db/hub",
-    pytest.param(
-        "postgres+psycopg2://u:p@db/hub",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="product bug: parse_db_url accepts postgres+DRIVER:// but only "
-            "rewrites the bare 'postgres://' prefix; SQLAlchemy has no 'postgres' "
-            "dialect (NoSuchModuleError) so the hub crashes at startup",
-        ),
-    ),
+    "postgres+psycopg2://u:p@db/hub",
 ]
 
 
@@ -301,13 +288,6 @@ def test_every_accepted_db_url_has_a_sqlalchemy_dialect(url):
     assert dialect.name in ("sqlite", "postgresql")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: with SQLAlchemy 2.1 (what the hub image installs, unpinned) "
-    "postgresql:// selects the psycopg (v3) driver, but the image and the 'postgres' "
-    "extra install only psycopg2-binary, so the documented Postgres URL fails at "
-    "startup with ModuleNotFoundError: No module named 'psycopg'",
-)
 def test_documented_postgres_url_uses_a_driver_the_project_installs():
     driver = make_url(load_settings({"MLHUB_DB_URL": "postgres://u:p@db/hub"}).db_url)
     driver_module = driver.get_dialect().driver  # e.g. psycopg2, psycopg

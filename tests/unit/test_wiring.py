@@ -205,12 +205,6 @@ def test_named_server_naming_and_shared_home():
     assert named.home_volume_name == default.home_volume_name == "lab2-home-jane-2edoe-40example-2eorg"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: DockerSpawner.template_namespace escapes server_name.lower(), "
-    "so named servers 'GPU' and 'gpu' of one user (distinct in JupyterHub) get the "
-    "same container name mlhub-nb-alice--gpu; MlhubSpawner does not override it",
-)
 def test_named_servers_differing_in_case_get_distinct_containers():
     c = wired()
     assert make_spawner(c, "alice", "GPU").object_name != make_spawner(c, "alice", "gpu").object_name
