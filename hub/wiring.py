@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 
+from .admin_gpus import HANDLERS as GPU_HANDLERS
 from .auth import configure_authenticator
 from .secrets import ensure
 from .settings import Settings
 from .spawner import MlhubSpawner
+
+TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 
 
 def configure(c, settings: Settings, *, read_secrets: bool = True) -> None:
@@ -37,6 +40,10 @@ def configure(c, settings: Settings, *, read_secrets: bool = True) -> None:
         proxy.auth_token = ensure(settings.secrets_dir, "proxy_token")
         ensure(settings.secrets_dir, "cookie_secret")
         ensure(settings.secrets_dir, "admin_password")
+
+    # /hub/gpus and /hub/api/gpus: who holds which GPU (admins)
+    hub.extra_handlers = list(GPU_HANDLERS)
+    hub.template_paths = [TEMPLATES]
 
     hub.spawner_class = MlhubSpawner
     sp = c.MlhubSpawner

@@ -165,3 +165,24 @@ def test_killing_a_container_frees_its_gpu(gp):
     assert spawn(gp, "gina", {"gpus": 1}) == (200, "")
     assert ids_of(s, "gina") == freed
     assert_disjoint(s)
+
+
+def test_admin_sees_who_holds_which_gpu(gp):
+    s = gp.stack
+    r = gp.hub.api(gp.admin_token, "GET", "/gpus")
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["total"] == 4 and "MLHUB_GPUS" in report["inventory_source"]
+    from_api = {g["id"]: {h["user"] for h in g["holders"]} for g in report["gpus"]}
+    for user in ("gina", "hank", "mike"):
+        for gid in ids_of(s, user):
+            assert from_api[gid] == {user}, (gid, from_api)
+    assert all(h["since"] for g in report["gpus"] for h in g["holders"])
+    assert report["free"] == sum(1 for holders in from_api.values() if not holders)
+    # a member cannot see it
+    assert gp.hub.api(gp.user("ivan"), "GET", "/gpus").status_code == 403
+    # the page, in an admin's browser session
+    session = gp.hub.login_session("admin", gp.admin_password)
+    page = session.get(gp.hub.url("/hub/gpus"), timeout=30)
+    assert page.status_code == 200 and 'id="mlhub-gpu-table"' in page.text
+    assert "gina" in page.text and "hank" in page.text
