@@ -1,6 +1,6 @@
 """Sign-in: which authenticator the hub uses, chosen by MLHUB_AUTHENTICATOR.
 
-``native`` (the default) needs no outside identity provider: people create a
+OAuth/OIDC providers are configured in :mod:`hub.oauth`. ``native`` (the default) needs no outside identity provider: people create a
 hub account at ``/hub/signup`` and an admin approves them at ``/hub/authorize``
 (jupyterhub-nativeauthenticator). The admins named in MLHUB_ADMIN_USERS get
 their account created at first start with a generated password read from the
@@ -15,6 +15,8 @@ import bcrypt
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
 from traitlets import Unicode
+
+from .oauth import configure_oauth
 
 
 class MlhubNativeAuthenticator(NativeAuthenticator):
@@ -56,17 +58,13 @@ class MlhubNativeAuthenticator(NativeAuthenticator):
         return created
 
 
-AUTHENTICATORS = {
-    "native": MlhubNativeAuthenticator,
-}
-
-
-def configure_authenticator(c, settings) -> None:
+def configure_authenticator(c, settings, oidc_urls: dict) -> None:
     """Wire the authenticator chosen in settings into the hub config ``c``."""
-    cls = AUTHENTICATORS[settings.authenticator]
-    c.JupyterHub.authenticator_class = cls
     c.Authenticator.admin_users = set(settings.admin_users)
-    if settings.authenticator == "native":
+    if settings.authenticator != "native":
+        configure_oauth(c, settings, oidc_urls)
+    else:
+        c.JupyterHub.authenticator_class = MlhubNativeAuthenticator
         # NativeAuthenticator's own approval is the gate: anyone it lets in is allowed.
         c.Authenticator.allow_all = True
         c.NativeAuthenticator.open_signup = settings.signup == "open"

@@ -111,11 +111,41 @@ def parse_user_list(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def parse_admin_users(raw: str) -> tuple[str, ...]:
-    names = parse_user_list(raw)
-    if not names:
-        raise ValueError("at least one admin username, e.g. MLHUB_ADMIN_USERS=admin")
-    return names
+def parse_name_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated group/org names (case kept: providers differ)."""
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if any(re.search(r"\s", n) for n in names):
+        raise ValueError("comma-separated names without spaces, e.g. ml-team,acme:research")
+    return tuple(dict.fromkeys(names))
+
+
+def parse_token(raw: str) -> str:
+    value = raw.strip()
+    if re.search(r"\s", value):
+        raise ValueError("a value without spaces (as the provider shows it)")
+    return value
+
+
+def parse_claim(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", value):
+        raise ValueError("a claim name such as preferred_username or groups")
+    return value
+
+
+def parse_optional_abs_path(raw: str) -> str:
+    return parse_abs_path(raw) if raw.strip() else ""
+
+
+def parse_scopes(raw: str) -> tuple[str, ...]:
+    scopes = tuple(raw.split())
+    if "openid" not in scopes or not all(re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", x) for x in scopes):
+        raise ValueError("scopes separated by spaces, including openid, e.g. 'openid profile email groups'")
+    return scopes
+
+
+def parse_optional_url(raw: str) -> str:
+    return parse_http_url(raw) if raw.strip() else ""
 
 
 _DOCKER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,30}")
@@ -231,19 +261,108 @@ class Settings:
         "Host port the proxy publishes (compose). Example: 443 behind TLS, 8000 to try it.",
     )
     admin_users: tuple = setting(
-        "MLHUB_ADMIN_USERS", "admin", parse_admin_users,
-        "Comma-separated usernames that are hub admins. Each gets a generated first "
-        "password (see README, 'First login'). Example: alice,bob",
+        "MLHUB_ADMIN_USERS", "", parse_user_list,
+        "Comma-separated usernames that are hub admins. Empty = 'admin' with native "
+        "accounts (each native admin gets a generated first password, see README "
+        "'First login'); with OAuth/OIDC, empty = admins only from MLHUB_ADMIN_GROUPS. "
+        "Example: alice,bob",
     )
     authenticator: str = setting(
-        "MLHUB_AUTHENTICATOR", "native", one_of("native"),
+        "MLHUB_AUTHENTICATOR", "native", one_of("native", "oidc", "github", "gitlab"),
         "How people sign in. native = hub accounts: people sign up in the browser "
-        "and an admin approves them (no outside identity provider needed).",
+        "and an admin approves them (no outside identity provider needed); oidc = "
+        "any OpenID Connect provider (Keycloak, Authentik, Entra ID, Okta, Google); "
+        "github; gitlab. Switching keeps users' servers and files when usernames match.",
     )
     signup: str = setting(
         "MLHUB_SIGNUP", "approval", one_of("approval", "open", "closed"),
         "native sign-up: approval = anyone may ask, an admin approves; open = "
         "accounts work at once; closed = only admins create accounts.",
+    )
+    oauth_client_id: str = setting(
+        "MLHUB_OAUTH_CLIENT_ID", "", parse_token,
+        "OAuth client id of the hub, registered at the identity provider (oidc, github, gitlab).",
+    )
+    oauth_client_secret: str = setting(
+        "MLHUB_OAUTH_CLIENT_SECRET", "", parse_token,
+        "OAuth client secret. Prefer MLHUB_OAUTH_CLIENT_SECRET_FILE (a file, e.g. a "
+        "Docker secret) so the secret is not in the environment.",
+    )
+    oauth_client_secret_file: str = setting(
+        "MLHUB_OAUTH_CLIENT_SECRET_FILE", "", parse_optional_abs_path,
+        "File holding the OAuth client secret (read at startup). Example: /run/secrets/oauth",
+    )
+    oauth_callback_url: str = setting(
+        "MLHUB_OAUTH_CALLBACK_URL", "", parse_optional_url,
+        "Callback URL registered at the provider. Empty = MLHUB_PUBLIC_URL + "
+        "/hub/oauth_callback, which is what it must be.",
+    )
+    oauth_login_service: str = setting(
+        "MLHUB_OAUTH_LOGIN_SERVICE", "", str.strip,
+        "Name on the 'Sign in with ...' button. Empty = the provider's name. Example: Acme SSO",
+    )
+    allowed_users: tuple = setting(
+        "MLHUB_ALLOWED_USERS", "", parse_user_list,
+        "OAuth/OIDC: comma-separated usernames allowed to sign in (besides allowed groups).",
+    )
+    allowed_groups: tuple = setting(
+        "MLHUB_ALLOWED_GROUPS", "", parse_name_list,
+        "OAuth/OIDC: who may sign in, by group. oidc: values of the groups claim; github: "
+        "organizations or org:team; gitlab: group paths. Example: ml-team,research",
+    )
+    admin_groups: tuple = setting(
+        "MLHUB_ADMIN_GROUPS", "", parse_name_list,
+        "oidc/github: members of these provider groups (org:team on GitHub) are hub admins, "
+        "re-checked at every sign-in.",
+    )
+    allow_all: bool = setting(
+        "MLHUB_ALLOW_ALL", "false", parse_bool,
+        "OAuth/OIDC: let in everyone the provider authenticates. Off by default: set "
+        "allowed users or groups instead.",
+    )
+    oidc_issuer: str = setting(
+        "MLHUB_OIDC_ISSUER", "", parse_optional_url,
+        "OIDC issuer URL; its /.well-known/openid-configuration fills the three URLs "
+        "below at startup. Example: https://sso.example.org/realms/acme",
+    )
+    oidc_authorize_url: str = setting(
+        "MLHUB_OIDC_AUTHORIZE_URL", "", parse_optional_url,
+        "OIDC authorization endpoint (the browser is sent there). Overrides discovery.",
+    )
+    oidc_token_url: str = setting(
+        "MLHUB_OIDC_TOKEN_URL", "", parse_optional_url,
+        "OIDC token endpoint (the hub calls it). Overrides discovery.",
+    )
+    oidc_userinfo_url: str = setting(
+        "MLHUB_OIDC_USERINFO_URL", "", parse_optional_url,
+        "OIDC userinfo endpoint (the hub calls it). Overrides discovery.",
+    )
+    oidc_logout_url: str = setting(
+        "MLHUB_OIDC_LOGOUT_URL", "", parse_optional_url,
+        "Where the browser goes after signing out of the hub, e.g. the provider's "
+        "end-session endpoint, to sign out there too. Empty = the hub's login page.",
+    )
+    oidc_scopes: tuple = setting(
+        "MLHUB_OIDC_SCOPES", "openid profile email", parse_scopes,
+        "Scopes requested, separated by spaces. Add the scope that releases the groups "
+        "claim if your provider needs one (e.g. 'groups').",
+    )
+    oidc_username_claim: str = setting(
+        "MLHUB_OIDC_USERNAME_CLAIM", "preferred_username", parse_claim,
+        "Userinfo claim that becomes the hub username.",
+    )
+    oidc_groups_claim: str = setting(
+        "MLHUB_OIDC_GROUPS_CLAIM", "groups", parse_claim,
+        "Userinfo claim listing the user's groups; they become hub groups (GPU quotas "
+        "and service roles hang on them).",
+    )
+    github_url: str = setting(
+        "MLHUB_GITHUB_URL", "https://github.com", parse_http_url,
+        "GitHub or GitHub Enterprise Server URL.",
+    )
+    gitlab_url: str = setting(
+        "MLHUB_GITLAB_URL", "https://gitlab.com", parse_http_url,
+        "GitLab URL, for self-hosted GitLab. Example: https://gitlab.example.org",
     )
     prefix: str = setting(
         "MLHUB_PREFIX", "mlhub", parse_docker_name,
@@ -373,6 +492,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             problems.append(f"{env}: unknown setting{hint} (see .env.example)")
     if problems:
         raise SettingsError(problems)
+    if not values["admin_users"] and values["authenticator"] == "native":
+        values["admin_users"] = ("admin",)
     return Settings(**values)
 
 

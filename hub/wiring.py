@@ -17,8 +17,12 @@ from .spawner import MlhubSpawner
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 
 
-def configure(c, settings: Settings, *, read_secrets: bool = True) -> None:
-    """Apply ``settings`` to the traitlets config object ``c``."""
+def configure(
+    c, settings: Settings, *, read_secrets: bool = True, oidc_urls: dict | None = None
+) -> None:
+    """Apply ``settings`` to the traitlets config object ``c``.
+
+    ``oidc_urls``: the OIDC endpoints resolved by :mod:`hub.preflight`."""
     hub = c.JupyterHub
     hub.log_level = settings.log_level
     hub.db_url = settings.db_url
@@ -71,4 +75,4 @@ def configure(c, settings: Settings, *, read_secrets: bool = True) -> None:
     sp.default_url = "/lab"
     sp.debug = settings.log_level == "DEBUG"
 
-    configure_authenticator(c, settings)
+    configure_authenticator(c, settings, oidc_urls or {})
