@@ -339,7 +339,7 @@ def check_driver(query: Run, expect_gpu: bool = False) -> Finding:
 
 def cdi_kinds(text: str) -> List[str]:
     """The device kinds a CDI spec (YAML or JSON) declares: ['nvidia.com/gpu']."""
-    return re.findall(r'^\s*"?kind"?\s*:\s*"?([\w.-]+/[\w.-]+)"?', text or "", re.M)
+    return re.findall(r'(?:^|[\s{,])"?kind"?\s*:\s*"?([\w.-]+/[\w.-]+)', text or "")
 
 
 def check_container_support(
@@ -580,7 +580,8 @@ def check_settings(
 ) -> List[Finding]:
     """Validate the env file with hub.settings.load_settings: one FAIL per problem."""
     name = "settings"
-    if text is None:
+    env = hub_environment(parse_dotenv(text or ""), environ)
+    if text is None and not env:
         return [Finding(name, INFO, f"no {env_file}: every setting has its default "
                                     "(copy .env.example to .env to change them)")]
     try:
@@ -588,17 +589,17 @@ def check_settings(
     except ImportError as e:
         return [Finding(name, INFO, f"settings in {env_file} not checked: cannot import hub.settings ({e}); "
                                     "the hub checks them when it starts")]
-    env = hub_environment(parse_dotenv(text), environ)
+    where = str(env_file) if text is not None else "the shell's environment"
     try:
         settings = load(env)
     except ValueError as e:  # SettingsError is a ValueError with .problems
         problems = getattr(e, "problems", None) or [str(e)]
         return [
-            Finding(name, FAIL, f"{env_file}: {p}",
-                    f"edit {env_file} (every variable is documented in .env.example)")
+            Finding(name, FAIL, f"{where}: {p}",
+                    f"edit {where} (every variable is documented in .env.example)")
             for p in problems
         ]
-    out = [Finding(name, OK, f"{env_file}: {len(env)} MLHUB_* setting(s), all valid")]
+    out = [Finding(name, OK, f"{where}: {len(env)} MLHUB_* setting(s), all valid")]
     gpus = getattr(settings, "gpus", None)
     if isinstance(gpus, tuple) and gpu_count == 0:
         out.append(Finding(
@@ -690,7 +691,7 @@ def collect(expect_gpu: bool = False, env_file: Optional[str] = None,
     compose = (Run.not_found("docker") if version.missing
                else runner(["docker", "compose", "version", "--short"], timeout=20))
     findings.append(check_compose(compose, find_tool("docker-compose") if not compose.ok else None))
-    vdata = _load_json(version.out) if version.ok or version.out else None
+    vdata = _load_json(version.out)
     engine_up = isinstance(vdata, dict) and bool(vdata.get("Server"))
 
     info: dict = {}
