@@ -23,6 +23,8 @@ SECRETS = {
     "proxy_token": lambda: secrets.token_hex(32),
     # First password of the admins named in MLHUB_ADMIN_USERS (native login).
     "admin_password": lambda: secrets.token_urlsafe(18),
+    # API token of the mlhub-admin service (the mlhub-admin command).
+    "admin_api_token": lambda: secrets.token_hex(32),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from .admin_cli import SERVICE_NAME as ADMIN_SERVICE
 from .admin_gpus import HANDLERS as GPU_HANDLERS
 from .auth import configure_authenticator
 from .secrets import ensure
@@ -44,6 +45,16 @@ def configure(
         proxy.auth_token = ensure(settings.secrets_dir, "proxy_token")
         ensure(settings.secrets_dir, "cookie_secret")
         ensure(settings.secrets_dir, "admin_password")
+        # `mlhub-admin` (docker compose exec hub mlhub-admin ...). JupyterHub lets
+        # only admins grant admin rights, so this service is an admin; its token
+        # lives only in the secrets volume (mode 0600), readable in the hub container.
+        hub.services = [
+            {
+                "name": ADMIN_SERVICE,
+                "api_token": ensure(settings.secrets_dir, "admin_api_token"),
+                "admin": True,
+            }
+        ]
 
     # /hub/gpus and /hub/api/gpus: who holds which GPU (admins)
     hub.extra_handlers = list(GPU_HANDLERS)
