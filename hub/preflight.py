@@ -8,6 +8,7 @@ Errors stop the hub with a message naming the setting and what to do; warnings
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import sys
@@ -47,11 +48,21 @@ def http_fetch(url: str, timeout: float = 5) -> tuple[int, bytes]:
         return e.code, b""
     except urllib.error.URLError as e:
         raise OSError(str(e.reason)) from None
+    except (http.client.HTTPException, ValueError) as e:  # something answered, not HTTP
+        raise OSError(f"not an HTTP answer ({e.__class__.__name__})") from None
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    u = urlparse(url)
+    scheme = u.scheme.lower()
+    return scheme, (u.hostname or "").lower(), u.port or (443 if scheme == "https" else 80)
 
 
 def _under(url: str, base: str) -> bool:
-    u, b = urlparse(url), urlparse(base)
-    return (u.scheme, u.netloc) == (b.scheme, b.netloc) and u.path.startswith(b.path.rstrip("/") + "/")
+    """Is ``url`` under ``base`` (same origin, ignoring case and default ports)?"""
+    return _origin(url) == _origin(base) and urlparse(url).path.startswith(
+        urlparse(base).path.rstrip("/") + "/"
+    )
 
 
 def check(settings: Settings, fetch: Fetch = http_fetch) -> Report:
@@ -85,8 +96,15 @@ def check(settings: Settings, fetch: Fetch = http_fetch) -> Report:
     if secret_file:
         if not os.path.isfile(secret_file):
             err(f"MLHUB_OAUTH_CLIENT_SECRET_FILE={secret_file}: no such file.")
-        elif not open(secret_file).read().strip():
-            err(f"MLHUB_OAUTH_CLIENT_SECRET_FILE={secret_file} is empty.")
+        else:
+            try:
+                with open(secret_file, encoding="utf-8") as f:
+                    if not f.read().strip():
+                        err(f"MLHUB_OAUTH_CLIENT_SECRET_FILE={secret_file} is empty.")
+            except UnicodeDecodeError:
+                err(f"MLHUB_OAUTH_CLIENT_SECRET_FILE={secret_file} is not UTF-8 text: save the secret as plain UTF-8.")
+            except OSError as e:
+                err(f"MLHUB_OAUTH_CLIENT_SECRET_FILE={secret_file}: cannot read it ({e.strerror}).")
     elif not settings.oauth_client_secret:
         err(
             "MLHUB_OAUTH_CLIENT_SECRET is empty: set the client secret the provider gave "
@@ -139,6 +157,8 @@ def _resolve_oidc(settings: Settings, report: Report, fetch: Fetch) -> None:
             if status != 200:
                 raise ValueError(f"HTTP {status}")
             discovered = json.loads(body)
+            if not isinstance(discovered, dict):
+                raise ValueError("not a discovery document (JSON object)")
         except (OSError, ValueError) as e:
             report.errors.append(
                 f"MLHUB_OIDC_ISSUER={settings.oidc_issuer}: could not read {url} ({e}). "

@@ -89,6 +89,16 @@ def one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def parse_public_url(raw: str) -> str:
+    value = parse_http_url(raw)
+    if urlparse(value).path not in ("", "/"):
+        raise ValueError(
+            "the URL of the hub at the root of its host name, without a path, e.g. "
+            "https://ml.example.org (serving under a path is not supported)"
+        )
+    return value
+
+
 def parse_http_url(raw: str) -> str:
     url = urlparse(raw.strip())
     if url.scheme not in ("http", "https") or not url.hostname:
@@ -252,7 +262,7 @@ def setting(env: str, default: str, parse: Callable[[str], Any], help: str) -> A
 @dataclass(frozen=True)
 class Settings:
     public_url: str = setting(
-        "MLHUB_PUBLIC_URL", "http://localhost:8000", parse_http_url,
+        "MLHUB_PUBLIC_URL", "http://localhost:8000", parse_public_url,
         "URL users open in their browser; used for links and OAuth callbacks. "
         "Example: https://ml.example.org",
     )
@@ -456,6 +466,19 @@ class Settings:
         "Environments offered in the spawn form, 'Label=image' separated by ';'. "
         "Empty = one, 'TensorFlow (CUDA)' from MLHUB_NOTEBOOK_IMAGE.",
     )
+    models: bool = setting(
+        "MLHUB_MODELS", "true", parse_bool,
+        "Run the models hub service (TF Serving behind the hub's login, at /services/models/).",
+    )
+    models_url: str = setting(
+        "MLHUB_MODELS_URL", "http://models:8000", parse_http_url,
+        "Where the hub and notebooks reach the models service (compose service 'models').",
+    )
+    service_secrets_dir: str = setting(
+        "MLHUB_SERVICE_SECRETS_DIR", "/srv/service-secrets", parse_abs_path,
+        "Directory (a volume shared with the services, not with notebooks) holding each "
+        "hub service's generated API token.",
+    )
     log_level: str = setting(
         "MLHUB_LOG_LEVEL", "info", parse_log_level,
         "Hub log level: debug, info, warning or error.",
@@ -466,6 +489,10 @@ SETTINGS_FIELDS = {f.metadata["env"]: f for f in fields(Settings)}
 
 # Variables that .env carries for docker compose itself, not for the hub.
 COMPOSE_ONLY = {
+    "MLHUB_MODELS_PREDICT": ("members", "Who may ask models for predictions: members (everyone signed in) or owners (owner, its group, admins)."),
+    "MLHUB_MODELS_MAX_UPLOAD": ("2G", "Largest SavedModel archive the models service accepts."),
+    "MLHUB_MODELS_IMAGE": ("mlhub/models:latest", "Tag of the models service image compose builds from images/models/."),
+    "MLHUB_TF_SERVING_IMAGE": ("tensorflow/serving:2.21.0", "TensorFlow Serving image (tensorflow/serving:2.21.0-gpu on GPU hosts)."),
     "MLHUB_BIND_ADDRESS": ("0.0.0.0", "Host address the proxy port is published on. Example: 127.0.0.1"),
     "MLHUB_HUB_IMAGE": ("mlhub/hub:latest", "Tag of the hub image compose builds from images/hub/."),
     "MLHUB_ENV_FILE": (".env", "File compose passes to the hub as its environment."),
