@@ -48,7 +48,14 @@ def engine_problem() -> str | None:
 class Stack:
     """One compose project of the platform, isolated by name, network, prefix and port."""
 
-    def __init__(self, project: str | None = None, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        project: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        files: list[str] | None = None,
+    ):
+        # files: extra compose files (paths relative to the repository root), applied last.
+        extra_files = list(files or [])
         # MLHUB_TEST_PROJECT lets two test runs share one engine without colliding.
         project = project or os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
         self.project = project
@@ -73,7 +80,7 @@ class Stack:
         files = ["docker-compose.yml"]
         if os.environ.get("MLHUB_TEST_BASES", "local") == "local":
             files.append("images/local-base/compose.yml")
-        self.files = files
+        self.files = files + extra_files
 
     # ------------------------------------------------------------------ compose
     def compose(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
