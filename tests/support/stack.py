@@ -74,6 +74,7 @@ class Stack:
             "MLHUB_NOTEBOOK_MEM_LIMIT": "2G",
             "MLHUB_NOTEBOOK_CPU_LIMIT": "1.5",
             "MLHUB_ADMIN_USERS": "admin",
+            "MLHUB_MODELS_MAX_UPLOAD": "64M",
             **(extra_env or {}),
         }
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.settings.items()))

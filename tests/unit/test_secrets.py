@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import hub.secrets as hub_secrets
-from hub.secrets import SECRETS, ensure, ensure_all, main
+from hub.secrets import HUB_SECRETS, ensure, ensure_all, main
 
 
 def mode(path) -> int:
@@ -85,7 +85,7 @@ def test_unknown_secret_is_refused(tmp_path):
 def test_ensure_all_creates_every_secret(tmp_path):
     ensure_all(str(tmp_path))
     names = sorted(os.listdir(tmp_path))
-    assert names == sorted(SECRETS)
+    assert names == sorted(HUB_SECRETS)
     values = [(tmp_path / n).read_text().strip() for n in names]
     assert all(values) and len(set(values)) == len(values)
     assert all(mode(tmp_path / n) == 0o600 for n in names)
@@ -93,9 +93,9 @@ def test_ensure_all_creates_every_secret(tmp_path):
 
 def test_ensure_all_keeps_existing_secrets(tmp_path):
     ensure_all(str(tmp_path))
-    before = {n: (tmp_path / n).read_text() for n in SECRETS}
+    before = {n: (tmp_path / n).read_text() for n in HUB_SECRETS}
     ensure_all(str(tmp_path))
-    assert {n: (tmp_path / n).read_text() for n in SECRETS} == before
+    assert {n: (tmp_path / n).read_text() for n in HUB_SECRETS} == before
 
 
 def test_admin_password_is_long_enough_for_the_authenticator(tmp_path):
@@ -154,11 +154,11 @@ def test_empty_secret_file_is_a_clear_error(tmp_path):
 
 def test_main_creates_all_and_returns_0(tmp_path, capsys):
     assert main([str(tmp_path / "s")]) == 0
-    assert sorted(os.listdir(tmp_path / "s")) == sorted(SECRETS)
+    assert sorted(os.listdir(tmp_path / "s")) == sorted(HUB_SECRETS)
     out = capsys.readouterr().out
     assert "secrets ready" in out
     # Never log the secrets themselves.
-    for name in SECRETS:
+    for name in HUB_SECRETS:
         assert (tmp_path / "s" / name).read_text().strip() not in out
 
 
@@ -166,7 +166,7 @@ def test_main_uses_mlhub_secrets_dir_without_arguments(tmp_path, monkeypatch):
     monkeypatch.setenv("MLHUB_SECRETS_DIR", str(tmp_path / "env-dir"))
     monkeypatch.setattr("sys.argv", ["mlhub-secrets"])
     assert main() == 0
-    assert sorted(os.listdir(tmp_path / "env-dir")) == sorted(SECRETS)
+    assert sorted(os.listdir(tmp_path / "env-dir")) == sorted(HUB_SECRETS)
 
 
 def test_main_reports_an_unwritable_directory_and_returns_1(tmp_path, capsys):
@@ -176,3 +176,9 @@ def test_main_reports_an_unwritable_directory_and_returns_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot write secrets" in err
     assert str(blocker / "secrets") in err
+
+
+def test_only_creates_just_the_named_service_secrets(tmp_path):
+    assert main(["--only", "models_api_token,models_cookie_secret", str(tmp_path / "svc")]) == 0
+    assert sorted(os.listdir(tmp_path / "svc")) == ["models_api_token", "models_cookie_secret"]
+    assert main(["--only", "nope", str(tmp_path / "svc")]) == 2

@@ -1,0 +1,60 @@
+"""Hub services (models; later Airflow): registration, roles and the scopes
+that users' browsers and notebook tokens get for them.
+
+Each service runs in its own container and is reached through the hub's proxy
+at /services/<name>/, behind the hub's login (hub OAuth for browsers, hub
+tokens for API clients). Its API token is generated into the service-secrets
+volume by the compose ``setup`` service.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .secrets import ensure
+from .settings import Settings
+
+MODELS = "models"
+
+
+def service_scopes(settings: Settings) -> list[str]:
+    """Access scopes every user (and every notebook token) gets: the services."""
+    return [f"access:services!service={MODELS}"] if settings.models else []
+
+
+def configure_services(c, settings: Settings, read_secrets: bool = True) -> None:
+    hub = c.JupyterHub
+    services = list(hub.services) if "services" in hub else []
+    roles = list(hub.load_roles) if "load_roles" in hub else []
+    access = service_scopes(settings)
+    if settings.models:
+        services.append(
+            {
+                "name": MODELS,
+                "url": settings.models_url,
+                "display": True,
+                # a service of this hub: no "authorize access?" page on first visit
+                "oauth_no_confirm": True,
+                "oauth_redirect_uri": f"/services/{MODELS}/oauth_callback",
+                "info": {"description": "Publish TensorFlow models and get predictions (TF Serving)"},
+                **(
+                    {"api_token": ensure(settings.service_secrets_dir, "models_api_token")}
+                    if read_secrets
+                    else {}
+                ),
+            }
+        )
+        # the service reads users' admin flag and groups to decide who may change a model
+        roles.append({"name": "models-service", "scopes": ["read:users"], "services": [MODELS]})
+    # every signed-in member may reach the services (finer rules live in each service)
+    roles.append({"name": "user", "scopes": ["self", *access]})
+    hub.services = services
+    hub.load_roles = roles
+    # a notebook's own token reaches its server, the hub's activity API and the
+    # services; nothing more (e.g. mlhub_models.publish uses it)
+    c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", *access]
+    if settings.models:
+        c.Spawner.environment = {
+            **(c.Spawner.environment if "environment" in c.Spawner else {}),
+            "MLHUB_MODELS_URL": f"{settings.models_url}/services/{MODELS}",
+        }
