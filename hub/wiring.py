@@ -13,6 +13,7 @@ from .admin_gpus import HANDLERS as GPU_HANDLERS
 from .auth import configure_authenticator
 from .secrets import ensure
 from .services import configure_services
+from .upstream_fixes import apply_all as apply_upstream_fixes
 from .settings import Settings
 from .spawner import MlhubSpawner
 
@@ -25,6 +26,7 @@ def configure(
     """Apply ``settings`` to the traitlets config object ``c``.
 
     ``oidc_urls``: the OIDC endpoints resolved by :mod:`hub.preflight`."""
+    apply_upstream_fixes()
     hub = c.JupyterHub
     hub.log_level = settings.log_level
     hub.db_url = settings.db_url

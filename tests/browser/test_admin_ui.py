@@ -214,8 +214,8 @@ def test_new_group_with_a_member(platform, admin_page):
     expect(item).to_contain_text("1 user", timeout=PAGE_MS)
 
 
-# Last in the module: on JupyterHub 5.5.4 it leaves a user without a name in
-# the hub's database, which breaks the admin page for any test after it.
+# Last in the module: without hub/upstream_fixes.py, JupyterHub 5.5.3/5.5.4 leave
+# a user without a name in the hub's database, which breaks the admin page.
 def test_make_user_admin_with_edit_user(platform, admin_page):
     page = admin_page
     ensure_user(platform, FRANK)
@@ -234,10 +234,8 @@ def test_make_user_admin_with_edit_user(platform, admin_page):
     response = patch.value
     assert response.status == 200, f"PATCH {response.status}: {response.text()[:300]}"
     sent, answered = response.request.post_data_json, response.json()
-    if sent.get("name") == FRANK and answered.get("name") is None:
-        # Exactly the known hub bug, and nothing else: an expected failure, so
-        # that the suite stays green until the hub is fixed; then this passes.
-        pytest.xfail(f"{KNOWN_EDIT_USER_BUG}. The UI sent {sent}; the hub answered name=None")
+    # hub/upstream_fixes.py guards against KNOWN_EDIT_USER_BUG: the name must survive
+    assert answered.get("name") == FRANK, f"{KNOWN_EDIT_USER_BUG}. The UI sent {sent}; the hub answered {answered}"
 
     # The hub first: frank is still frank, and now an admin.
     model = user_model(platform, FRANK)
