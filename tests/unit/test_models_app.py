@@ -385,21 +385,9 @@ async def test_anonymous_gets_401_json_and_changes_nothing(svc, method, path, bo
     assert svc.staging_clean()
 
 
-_LEAKS = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ModelHandler.delete, VersionHandler.delete, LabelHandler.put/delete and "
-    "RollbackHandler.post look the model up (store.require -> 404) before authenticating "
-    "(check_manage -> 401), so anonymous callers learn which model names exist",
-)
-LEAKY = {("DELETE", "/api/models/{m}"), ("DELETE", "/api/models/{m}/versions/1"),
-         ("PUT", "/api/models/{m}/labels/stable"), ("DELETE", "/api/models/{m}/labels/stable"),
-         ("POST", "/api/models/{m}/rollback")}
-
-
 @pytest.mark.parametrize(
     "method,path,body",
-    [pytest.param(m, p, b, marks=[_LEAKS] if (m, p) in LEAKY else []) for m, p, b in ANON_CALLS[1:]],
+    [pytest.param(m, p, b) for m, p, b in ANON_CALLS[1:]],
     ids=[f"{m} {p}" for m, p, _ in ANON_CALLS[1:]],
 )
 async def test_anonymous_gets_401_for_missing_models_too(svc, method, path, body):
@@ -457,15 +445,6 @@ async def test_list_and_get_models_with_serving_states(svc):
     assert r.json() == m
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="tornado 6's fetch(raise_error=False) still raises on connection errors and timeouts "
-    "(only HTTP status errors become responses), so with TF Serving down or restarting "
-    "serving_status and PredictGateway get ConnectionRefusedError: /api/models, the model page "
-    "and the index answer 500 instead of showing UNKNOWN, and predict answers 500 instead of "
-    "503 (the resp.code == 599 branch is never reached)",
-)
 async def test_listing_when_tf_serving_is_down(make_service):
     svc = await make_service(serving_up=False)
     await published(svc, "m")
@@ -542,13 +521,6 @@ async def test_concurrent_uploads_get_distinct_versions(svc):
     assert svc.staging_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="UploadHandler checks permission in prepare() only when the model already exists; "
-    "post() adds the version without checking again, so when two users upload to a new name "
-    "at once, the loser's archive becomes a version of the winner's model (owner check bypassed)",
-)
 async def test_racing_first_uploads_do_not_bypass_the_owner_check(svc):
     svc.barrier = threading.Barrier(2, timeout=10)  # both pass prepare() before either publishes
     ra, rb = await asyncio.gather(svc.upload("m", user="alice"), svc.upload("m", user="bob"))
@@ -618,27 +590,18 @@ async def test_archive_unpacking_over_the_max_is_413(make_service):
     assert svc.store.get("m") is None and svc.staging_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="UploadHandler.prepare sets the connection's max body size to MLHUB_MODELS_MAX_UPLOAD, "
-    "so tornado itself rejects a larger body (Content-Length too long / chunked body too large) "
-    "with a bare '400 Bad Request' and no JSON before data_received's 413 can be raised; the "
-    "upload-* temp file (and its open file object) is left in .staging because on_finish "
-    "never runs",
-)
 async def test_upload_body_over_the_max_is_413_json(make_service):
     svc = await make_service(MLHUB_MODELS_MAX_UPLOAD="1M")
     r = await svc.upload("m", data=os.urandom(1024**2 + 4096))
     assert r.code == 413, (r.code, r.body)
-    assert "upload larger than 1 MiB" in r.error(413)
+    assert "upload larger than MLHUB_MODELS_MAX_UPLOAD (1 MiB)" in r.error(413)
     assert svc.staging_clean()
 
 
 async def test_upload_body_over_the_max_is_refused_and_publishes_nothing(make_service):
     svc = await make_service(MLHUB_MODELS_MAX_UPLOAD="1M")
     r = await svc.upload("m", data=os.urandom(1024**2 + 4096))
-    assert r.code in (400, 413, 599)  # refused one way or another (see the xfail above)
+    assert r.code in (400, 413, 599)  # refused one way or another
     assert svc.store.get("m") is None and svc.validated == []
     r = await svc.upload("m")  # the service still works afterwards
     assert r.code == 201
@@ -676,16 +639,10 @@ async def test_label_put_needs_an_integer_version(svc, body):
     r = await svc.call("PUT", "/api/models/m/labels/stable", user="alice", body=body,
                        headers={"Content-Type": "application/json"})
     message = r.error(400)
-    assert message in ("the request body must be JSON", 'send {"version": N}')
+    assert message in ("the request body must be a JSON object", 'send {"version": N}')
     assert svc.store.require("m").labels == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Base.body_json returns any JSON value; LabelHandler.put and RollbackHandler.post "
-    "call .get() on it, so a JSON list or string body ends in AttributeError and a 500",
-)
 @pytest.mark.parametrize("path", ["/api/models/m/labels/stable", "/api/models/m/rollback"])
 async def test_non_object_json_bodies_are_400(svc, path):
     await published(svc, "m")
@@ -791,15 +748,6 @@ async def test_metadata_is_forwarded_as_get(svc):
     assert svc.serving.requests[-1][:3] == ("GET", "m/metadata", b"")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="tornado 6's fetch(raise_error=False) still raises on connection errors and timeouts "
-    "(only HTTP status errors become responses), so with TF Serving down or restarting "
-    "serving_status and PredictGateway get ConnectionRefusedError: /api/models, the model page "
-    "and the index answer 500 instead of showing UNKNOWN, and predict answers 500 instead of "
-    "503 (the resp.code == 599 branch is never reached)",
-)
 async def test_predict_when_tf_serving_is_down_is_503(make_service):
     svc = await make_service(serving_up=False)
     await published(svc, "m")

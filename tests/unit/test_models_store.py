@@ -321,14 +321,6 @@ def test_rollback_skips_versions_deleted_since(store):
     check_consistent(store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="store.rollback assumes label_history[-1] is the label's current version and pops it; "
-    "after delete_version removed the labelled version (stable: 1 -> 2 -> 3, delete 3), the "
-    "history is [1, 2] with no current entry, so rollback pops 2 and points stable at 1, "
-    "two steps back instead of 2",
-)
 def test_rollback_after_deleting_the_labelled_version_goes_one_step_back(store):
     for _ in range(3):
         publish(store, "m")
@@ -339,12 +331,6 @@ def test_rollback_after_deleting_the_labelled_version_goes_one_step_back(store):
     assert store.rollback("m", "stable").labels == {"stable": 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.rollback succeeds without changing anything when the filtered history has the "
-    "current version twice in a row (stable: 1 -> 2 -> 1, delete version 2: history [1, 1]); "
-    "it should refuse with 409 as there is no different earlier version",
-)
 def test_rollback_that_would_change_nothing_is_refused(store):
     publish(store, "m")
     publish(store, "m")
@@ -402,14 +388,6 @@ def test_deleting_the_last_version_drops_the_model_from_the_config(store):
     check_consistent(store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="add_version numbers from max(remaining versions) + 1, so deleting the newest version "
-    "and publishing again reuses its number: TF Serving (polls models.config every 5 s) keeps "
-    "the old servable loaded under that number when both happen within one poll, and clients "
-    "pinned to /versions/N silently get a different model",
-)
 def test_a_deleted_version_number_is_never_reused(store):
     publish(store, "m")
     publish(store, "m")

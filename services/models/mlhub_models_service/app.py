@@ -35,6 +35,10 @@ log = logging.getLogger("mlhub.models")
 SIZE_RE = re.compile(r"(\d+)([KMG]?)")
 
 
+def fmt_mib(n: int) -> str:
+    return f"{n / 1024**2:.0f} MiB" if n >= 1024**2 else f"{n // 1024} KiB"
+
+
 def parse_size(text: str) -> int:
     m = SIZE_RE.fullmatch(text.strip().upper().rstrip("B").rstrip("I"))
     if not m:
@@ -147,25 +151,40 @@ class Base(HubOAuthenticated, web.RequestHandler):
         user = self.require_user()
         return await self.settings["users"].info(user["name"])
 
-    async def check_manage(self, model) -> dict:
-        who = await self.identity()
+    @staticmethod
+    def check_may_manage(who: dict, model) -> None:
         if not (who["admin"] or who["name"] == model.owner or (model.group and model.group in who["groups"])):
             owner = model.owner + (f" and members of group {model.group}" if model.group else "")
             raise web.HTTPError(403, f"only {owner} (and hub admins) may change model {model.name}")
+
+    async def check_manage(self, model) -> dict:
+        who = await self.identity()
+        self.check_may_manage(who, model)
         return who
 
     def body_json(self) -> dict:
         try:
-            return json.loads(self.request.body or b"{}")
+            body = json.loads(self.request.body or b"{}")
         except ValueError:
-            raise web.HTTPError(400, "the request body must be JSON") from None
+            body = None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the request body must be a JSON object")
+        return body
+
+    async def fetch_serving(self, path: str, **kw):
+        """A request to TF Serving; None when it does not answer at all."""
+        try:
+            return await self.settings["http"].fetch(
+                f"{self.cfg.serving_url}{path}", raise_error=False, **kw
+            )
+        except (OSError, httpclient.HTTPClientError) as e:
+            log.warning("TF Serving does not answer %s: %s", path, e)
+            return None
 
     async def serving_status(self, name: str) -> dict:
         """Version states as TF Serving reports them ({} if it does not answer)."""
-        resp = await self.settings["http"].fetch(
-            f"{self.cfg.serving_url}/v1/models/{name}", raise_error=False, request_timeout=5
-        )
-        if resp.code != 200:
+        resp = await self.fetch_serving(f"/v1/models/{name}", request_timeout=5)
+        if resp is None or resp.code != 200:
             return {}
         states = {}
         for s in json.loads(resp.body).get("model_version_status", []):
@@ -230,8 +249,9 @@ class ModelHandler(Base):
         self.write(await self.describe(self.store.require(name)))
 
     async def delete(self, name):
+        who = await self.identity()
         async with self.lock:
-            await self.check_manage(self.store.require(name))
+            self.check_may_manage(who, self.store.require(name))
             self.store.delete_model(name)
         log.info("model %s deleted by %s", name, self.current_user["name"])
         self.set_status(204)
@@ -250,7 +270,11 @@ class UploadHandler(Base):
         model = self.store.get(self.name)
         if model is not None:
             await self.check_manage(model)
-        self.request.connection.set_max_body_size(self.cfg.max_upload)
+        length = int(self.request.headers.get("Content-Length") or 0)
+        if length > self.cfg.max_upload:
+            raise web.HTTPError(413, f"upload larger than MLHUB_MODELS_MAX_UPLOAD ({fmt_mib(self.cfg.max_upload)})")
+        # tornado's own limit answers a bare 400; ours (data_received) answers 413
+        self.request.connection.set_max_body_size(self.cfg.max_upload + 1)
         fd, self._tmp = tempfile.mkstemp(dir=self.store.staging, prefix="upload-")
         self._file = os.fdopen(fd, "wb")
         self._size = 0
@@ -258,12 +282,20 @@ class UploadHandler(Base):
     def data_received(self, chunk):
         self._size += len(chunk)
         if self._size > self.cfg.max_upload:
-            raise web.HTTPError(413, f"upload larger than {self.cfg.max_upload // 1024**2} MiB")
+            raise web.HTTPError(413, f"upload larger than MLHUB_MODELS_MAX_UPLOAD ({fmt_mib(self.cfg.max_upload)})")
         self._file.write(chunk)
 
-    def on_finish(self):
-        if self._tmp and os.path.exists(self._tmp):
+    def _cleanup(self):
+        if getattr(self, "_file", None) and not self._file.closed:
+            self._file.close()
+        if getattr(self, "_tmp", None) and os.path.exists(self._tmp):
             os.unlink(self._tmp)
+
+    def on_finish(self):
+        self._cleanup()
+
+    def on_connection_close(self):
+        self._cleanup()
 
     async def post(self, name):
         self._file.close()
@@ -282,6 +314,9 @@ class UploadHandler(Base):
             t0 = time.monotonic()
             signature = await loop.run_in_executor(None, validate, root)
             async with self.lock:
+                existing = self.store.get(name)  # may have appeared while we validated
+                if existing is not None:
+                    self.check_may_manage(who, existing)
                 model, version = self.store.add_version(
                     name, root, who["name"], {"signature": signature}, group=group
                 )
@@ -299,34 +334,38 @@ class UploadHandler(Base):
 
 class VersionHandler(Base):
     async def delete(self, name, version):
+        who = await self.identity()
         async with self.lock:
-            await self.check_manage(self.store.require(name))
+            self.check_may_manage(who, self.store.require(name))
             self.store.delete_version(name, int(version))
         self.set_status(204)
 
 
 class LabelHandler(Base):
     async def put(self, name, label):
+        who = await self.identity()
         body = self.body_json()
-        if not isinstance(body.get("version"), int):
+        if not isinstance(body.get("version"), int) or isinstance(body.get("version"), bool):
             raise web.HTTPError(400, 'send {"version": N}')
         async with self.lock:
-            await self.check_manage(self.store.require(name))
+            self.check_may_manage(who, self.store.require(name))
             model = self.store.set_label(name, label, body["version"])
         self.write({"name": name, "labels": model.labels})
 
     async def delete(self, name, label):
+        who = await self.identity()
         async with self.lock:
-            await self.check_manage(self.store.require(name))
+            self.check_may_manage(who, self.store.require(name))
             self.store.delete_label(name, label)
         self.set_status(204)
 
 
 class RollbackHandler(Base):
     async def post(self, name):
+        who = await self.identity()
         label = self.body_json().get("label", "stable")
         async with self.lock:
-            await self.check_manage(self.store.require(name))
+            self.check_may_manage(who, self.store.require(name))
             model = self.store.rollback(name, label)
         self.write({"name": name, "labels": model.labels})
 
@@ -340,15 +379,14 @@ class PredictGateway(Base):
         model = self.store.require(name)
         if self.cfg.predict_policy == "owners":
             await self.check_manage(model)
-        resp = await self.settings["http"].fetch(
-            f"{self.cfg.serving_url}/v1/models/{rest}",
+        resp = await self.fetch_serving(
+            f"/v1/models/{rest}",
             method=self.request.method,
             body=self.request.body if self.request.method == "POST" else None,
             headers={"Content-Type": self.request.headers.get("Content-Type", "application/json")},
-            raise_error=False,
             request_timeout=60,
         )
-        if resp.code == 599:
+        if resp is None or resp.code == 599:
             raise web.HTTPError(503, "TensorFlow Serving does not answer; try again shortly")
         self.set_status(resp.code)
         self.set_header("Content-Type", resp.headers.get("Content-Type", "application/json"))

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+import zlib
 
 from .store import StoreError
 
@@ -32,10 +33,15 @@ def _safe_name(name: str) -> str:
 
 def extract(archive_path: str, dest: str, max_bytes: int) -> None:
     """Extract a .tar(.gz) or .zip into ``dest`` (an empty directory) safely."""
-    if tarfile.is_tarfile(archive_path):
-        _extract_tar(archive_path, dest, max_bytes)
-    elif zipfile.is_zipfile(archive_path):
-        _extract_zip(archive_path, dest, max_bytes)
+    try:
+        if tarfile.is_tarfile(archive_path):
+            return _extract_tar(archive_path, dest, max_bytes)
+        if zipfile.is_zipfile(archive_path):
+            return _extract_zip(archive_path, dest, max_bytes)
+    except StoreError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
+        raise StoreError(f"refused: the archive is damaged or incomplete ({e.__class__.__name__}: {e})") from None
     else:
         raise StoreError(
             "refused: the upload is not a .tar.gz, .tar or .zip archive of a SavedModel "

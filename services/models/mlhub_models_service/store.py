@@ -76,6 +76,7 @@ class Model:
     label_history: dict[str, list[int]] = field(default_factory=dict)
     versions: dict[int, dict] = field(default_factory=dict)  # version -> info
     created: float = 0.0
+    last_version: int = 0  # highest number ever given: numbers are never reused
 
     def to_json(self) -> dict:
         return {
@@ -86,6 +87,7 @@ class Model:
             "label_history": self.label_history,
             "versions": {str(v): info for v, info in sorted(self.versions.items())},
             "created": self.created,
+            "last_version": self.last_version,
         }
 
     @classmethod
@@ -98,6 +100,7 @@ class Model:
             label_history={k: [int(x) for x in v] for k, v in (data.get("label_history") or {}).items()},
             versions={int(v): info for v, info in (data.get("versions") or {}).items()},
             created=data.get("created", 0.0),
+            last_version=int(data.get("last_version", 0)),
         )
 
 
@@ -162,11 +165,12 @@ class Store:
         model = self.get(name) or Model(name=name, owner=publisher, group=group, created=time.time())
         if group and not model.group and model.owner == publisher:
             model.group = group
-        version = max(model.versions, default=0) + 1
+        version = max(max(model.versions, default=0), model.last_version) + 1
         while os.path.exists(os.path.join(self.model_dir(name), str(version))):
             version += 1  # a directory left by hand: never overwrite it
         os.makedirs(self.model_dir(name), exist_ok=True)
         os.replace(savedmodel_dir, os.path.join(self.model_dir(name), str(version)))
+        model.last_version = version
         model.versions[version] = dict(info, published_by=publisher, published_at=time.time())
         self.save(model)
         self.write_config()
@@ -185,12 +189,15 @@ class Store:
         return model
 
     def rollback(self, name: str, label: str) -> Model:
-        """Point ``label`` back at the version it pointed at before."""
+        """Point ``label`` back at the version it pointed at before its current one
+        (or, if its version was deleted, at the last one it pointed at that still exists)."""
         model = self.require(name)
-        history = [v for v in model.label_history.get(check_label(label), []) if v in model.versions]
-        if len(history) < 2:
+        history = model.label_history.get(check_label(label), [])
+        current = model.labels.get(label)
+        while history and history[-1] == current:
+            history = history[:-1]
+        if not history:
             raise StoreError(f"label {label!r} of {name} has no earlier version to roll back to", 409)
-        history.pop()  # the current one
         model.labels[label] = history[-1]
         model.label_history[label] = history
         self.save(model)
@@ -213,7 +220,11 @@ class Store:
         for label in [k for k, v in model.labels.items() if v == version]:
             del model.labels[label]
         for label, hist in model.label_history.items():
-            model.label_history[label] = [v for v in hist if v != version]
+            kept: list[int] = []
+            for v in hist:  # drop the version, and the repeats that leaves side by side
+                if v != version and (not kept or kept[-1] != v):
+                    kept.append(v)
+            model.label_history[label] = kept
         self.save(model)
         self.write_config()  # TF Serving unloads it before the files go
         shutil.rmtree(os.path.join(self.model_dir(name), str(version)), ignore_errors=True)
@@ -221,9 +232,14 @@ class Store:
 
     def delete_model(self, name: str) -> None:
         self.require(name)
+        # First drop it from models.config (hide its metadata), then move the files:
+        # TF Serving must never see a configured base path that is gone (it would
+        # stop updating every model until the path came back).
+        meta = os.path.join(self.model_dir(name), META)
+        os.replace(meta, meta + ".deleted")
+        self.write_config()
         trash = os.path.join(self.staging, f"deleted-{name}-{time.time_ns()}")
         os.replace(self.model_dir(name), trash)
-        self.write_config()
         shutil.rmtree(trash, ignore_errors=True)
 
     # ------------------------------------------------------------------ TF Serving config
