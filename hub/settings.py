@@ -154,6 +154,17 @@ def parse_scopes(raw: str) -> tuple[str, ...]:
     return scopes
 
 
+def parse_group(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,254}", value):
+        raise ValueError("a hub group name (letters, digits, '.', '_', ':', '@', '-'), e.g. airflow-ops")
+    return value
+
+
+def parse_optional_group(raw: str) -> str:
+    return parse_group(raw) if raw.strip() else ""
+
+
 def parse_optional_url(raw: str) -> str:
     return parse_http_url(raw) if raw.strip() else ""
 
@@ -473,6 +484,32 @@ class Settings:
     models_url: str = setting(
         "MLHUB_MODELS_URL", "http://models:8000", parse_http_url,
         "Where the hub and notebooks reach the models service (compose service 'models').",
+    )
+    airflow: bool = setting(
+        "MLHUB_AIRFLOW", "true", parse_bool,
+        "Run Apache Airflow as a hub service at /services/airflow/ with single sign-on.",
+    )
+    airflow_url: str = setting(
+        "MLHUB_AIRFLOW_URL", "http://airflow-api-server:8080", parse_http_url,
+        "Where the hub reaches Airflow's api-server (compose service 'airflow-api-server').",
+    )
+    airflow_group: str = setting(
+        "MLHUB_AIRFLOW_GROUP", "", parse_optional_group,
+        "Hub group whose members may open Airflow (admins always may). Empty = every "
+        "signed-in member. Example: airflow-users",
+    )
+    airflow_op_group: str = setting(
+        "MLHUB_AIRFLOW_OP_GROUP", "airflow-ops", parse_group,
+        "Hub group whose members are Airflow 'Op'. Hub admins are Airflow 'Admin'.",
+    )
+    airflow_default_role: str = setting(
+        "MLHUB_AIRFLOW_DEFAULT_ROLE", "User", lambda raw: {"viewer": "Viewer", "user": "User"}[one_of("viewer", "user")(raw)],
+        "Airflow role of everyone else who may open Airflow: Viewer or User (re-synced at every sign-in).",
+    )
+    airflow_dags_path: str = setting(
+        "MLHUB_AIRFLOW_DAGS_PATH", "/home/jovyan/airflow-dags", parse_abs_path,
+        "Where the team's shared Airflow DAGs folder appears in every notebook; Airflow "
+        "parses every .py file in it.",
     )
     service_secrets_dir: str = setting(
         "MLHUB_SERVICE_SECRETS_DIR", "/srv/service-secrets", parse_abs_path,
