@@ -40,7 +40,9 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{rep.when}", rep)
 
 
-@pytest.fixture(scope="session")
+# module scope: Playwright's sync API keeps an event loop running while it is open,
+# which pytest-asyncio's tests must not meet
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(

@@ -75,7 +75,8 @@ def test_two_users_spawn(platform, users):
         assert model["ready"]
     names = {c["Names"] for c in platform.stack.notebook_containers()}
     p = platform.stack.project
-    assert names == {f"{p}-nb-alice", f"{p}-nb-bob-2esmith-40example-2eorg"}, names
+    # (other tests share this stack and may run servers of their own)
+    assert {f"{p}-nb-alice", f"{p}-nb-bob-2esmith-40example-2eorg"} <= names, names
 
 
 def test_train_keras_model_in_notebook_and_save_in_home(platform, users):
