@@ -345,7 +345,11 @@ def test_postgres_password_file(airflow, tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("from-a-file\n")
     os.chmod(tmp_path, 0o755)
-    os.chmod(secret, 0o644)
+    # As compose's setup service leaves it: readable by Airflow's uid only, not by the
+    # postgres user; the entrypoint reads it as root before dropping privileges.
+    os.chmod(secret, 0o600)
+    if os.geteuid() == 0:
+        os.chown(secret, 50000, 0)
     name = f"{RUN}-pgfile"
     docker("run", "-d", "--name", name, "--network", RUN, "-v", f"{secret}:/run/secrets/pw:ro",
            "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pw", "-e", "POSTGRES_DB=other", IMAGES["postgres"])

@@ -34,6 +34,13 @@ if [ "$1" != postgres ]; then
   exec "$@"
 fi
 
+# Secrets from *_FILE are read here, before dropping privileges (as the official image
+# does), so a secret file that only root can read works.
+file_env POSTGRES_PASSWORD
+file_env POSTGRES_USER postgres
+file_env POSTGRES_DB "$POSTGRES_USER"
+file_env POSTGRES_INITDB_ARGS
+
 # As root: make the data and socket directories the postgres user's, then drop to it.
 if [ "$(id -u)" = 0 ]; then
   mkdir -p "$PGDATA" /var/run/postgresql
@@ -45,10 +52,6 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  file_env POSTGRES_PASSWORD
-  file_env POSTGRES_USER postgres
-  file_env POSTGRES_DB "$POSTGRES_USER"
-  file_env POSTGRES_INITDB_ARGS
   auth="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
   if [ -z "$POSTGRES_PASSWORD" ] && [ "$auth" != trust ]; then
     cat >&2 <<'MSG'
@@ -102,10 +105,10 @@ MSG
     esac
   done
   pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
-  unset POSTGRES_PASSWORD
   log "init process complete; ready for start up"
 else
   log "PostgreSQL data directory $PGDATA already initialized; skipping initdb"
 fi
 
+unset POSTGRES_PASSWORD
 exec "$@"
