@@ -10,6 +10,7 @@ the missing ones; existing secrets are never replaced.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import sys
@@ -28,6 +29,13 @@ SECRETS = {
     # The models service's hub API token and cookie secret (its own volume).
     "models_api_token": lambda: secrets.token_hex(32),
     "models_cookie_secret": lambda: secrets.token_hex(32),
+    # Airflow's (its own volume): hub API token (= OAuth client secret), its
+    # database password, Fernet key, JWT secret and Flask secret key.
+    "airflow_api_token": lambda: secrets.token_hex(32),
+    "airflow_db_password": lambda: secrets.token_urlsafe(24),
+    "airflow_fernet_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "airflow_jwt_secret": lambda: secrets.token_urlsafe(48),
+    "airflow_secret_key": lambda: secrets.token_urlsafe(48),
 }
 
 

@@ -15,11 +15,20 @@ from .secrets import ensure
 from .settings import Settings
 
 MODELS = "models"
+AIRFLOW = "airflow"
+#: FAB's OAuth callback under Airflow's base URL (/services/airflow)
+AIRFLOW_CALLBACK = "/services/airflow/auth/oauth-authorized/jupyterhub"
 
 
 def service_scopes(settings: Settings) -> list[str]:
-    """Access scopes every user (and every notebook token) gets: the services."""
-    return [f"access:services!service={MODELS}"] if settings.models else []
+    """Access scopes every user (and every notebook token) gets: the services
+    open to all members."""
+    scopes = []
+    if settings.models:
+        scopes.append(f"access:services!service={MODELS}")
+    if settings.airflow and not settings.airflow_group:
+        scopes.append(f"access:services!service={AIRFLOW}")
+    return scopes
 
 
 def configure_services(c, settings: Settings, read_secrets: bool = True) -> None:
@@ -46,6 +55,40 @@ def configure_services(c, settings: Settings, read_secrets: bool = True) -> None
         )
         # the service reads users' admin flag and groups to decide who may change a model
         roles.append({"name": "models-service", "scopes": ["read:users"], "services": [MODELS]})
+    if settings.airflow:
+        services.append(
+            {
+                "name": AIRFLOW,
+                "url": settings.airflow_url,
+                "display": True,
+                "oauth_no_confirm": True,
+                # FAB builds the callback from the public URL the browser used
+                "oauth_redirect_uri": settings.public_url + AIRFLOW_CALLBACK,
+                "info": {"description": "Pipelines (Apache Airflow), signed in as yourself"},
+                **(
+                    {"api_token": ensure(settings.airflow_secrets_dir, "airflow_api_token")}
+                    if read_secrets
+                    else {}
+                ),
+            }
+        )
+        # Airflow reads users' admin flag and groups to set their Airflow role, and
+        # its DAG tasks may publish to the models service with its token.
+        roles.append(
+            {
+                "name": "airflow-service",
+                "scopes": ["read:users", *([f"access:services!service={MODELS}"] if settings.models else [])],
+                "services": [AIRFLOW],
+            }
+        )
+        if settings.airflow_group:
+            roles.append(
+                {
+                    "name": "airflow-users",
+                    "scopes": [f"access:services!service={AIRFLOW}"],
+                    "groups": [settings.airflow_group],
+                }
+            )
     # every signed-in member may reach the services (finer rules live in each service)
     roles.append({"name": "user", "scopes": ["self", *access]})
     hub.services = services
@@ -53,6 +96,9 @@ def configure_services(c, settings: Settings, read_secrets: bool = True) -> None
     # a notebook's own token reaches its server, the hub's activity API and the
     # services; nothing more (e.g. mlhub_models.publish uses it)
     c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", *access]
+    if settings.airflow:
+        # the team's DAGs folder, parsed by Airflow, in every notebook
+        c.MlhubSpawner.shared_volumes = {f"{settings.prefix}-airflow-dags": settings.airflow_dags_path}
     if settings.models:
         c.Spawner.environment = {
             **(c.Spawner.environment if "environment" in c.Spawner else {}),

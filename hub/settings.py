@@ -507,9 +507,14 @@ class Settings:
         "Airflow role of everyone else who may open Airflow: Viewer or User (re-synced at every sign-in).",
     )
     airflow_dags_path: str = setting(
-        "MLHUB_AIRFLOW_DAGS_PATH", "/home/jovyan/airflow-dags", parse_abs_path,
+        "MLHUB_AIRFLOW_DAGS_PATH", "", parse_optional_abs_path,
         "Where the team's shared Airflow DAGs folder appears in every notebook; Airflow "
-        "parses every .py file in it.",
+        "parses every .py file in it. Empty = airflow-dags in the home "
+        "(MLHUB_NOTEBOOK_HOME/airflow-dags).",
+    )
+    airflow_secrets_dir: str = setting(
+        "MLHUB_AIRFLOW_SECRETS_DIR", "/srv/airflow-secrets", parse_abs_path,
+        "Directory (Airflow's secrets volume) holding Airflow's generated hub API token.",
     )
     service_secrets_dir: str = setting(
         "MLHUB_SERVICE_SECRETS_DIR", "/srv/service-secrets", parse_abs_path,
@@ -529,6 +534,8 @@ COMPOSE_ONLY = {
     "MLHUB_MODELS_PREDICT": ("members", "Who may ask models for predictions: members (everyone signed in) or owners (owner, its group, admins)."),
     "MLHUB_MODELS_MAX_UPLOAD": ("2G", "Largest SavedModel archive the models service accepts."),
     "MLHUB_MODELS_IMAGE": ("mlhub/models:latest", "Tag of the models service image compose builds from images/models/."),
+    "MLHUB_AIRFLOW_IMAGE": ("mlhub/airflow:latest", "Tag of the Airflow image compose builds from images/airflow/ (on apache/airflow)."),
+    "MLHUB_AIRFLOW_POSTGRES_IMAGE": ("postgres:16", "Postgres image of Airflow's metadata database."),
     "MLHUB_TF_SERVING_IMAGE": ("tensorflow/serving:2.21.0", "TensorFlow Serving image (tensorflow/serving:2.21.0-gpu on GPU hosts)."),
     "MLHUB_BIND_ADDRESS": ("0.0.0.0", "Host address the proxy port is published on. Example: 127.0.0.1"),
     "MLHUB_HUB_IMAGE": ("mlhub/hub:latest", "Tag of the hub image compose builds from images/hub/."),
@@ -558,6 +565,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise SettingsError(problems)
     if not values["admin_users"] and values["authenticator"] == "native":
         values["admin_users"] = ("admin",)
+    if not values["airflow_dags_path"]:
+        values["airflow_dags_path"] = values["notebook_home"].rstrip("/") + "/airflow-dags"
     return Settings(**values)
 
 

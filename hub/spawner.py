@@ -131,6 +131,14 @@ class MlhubSpawner(DockerSpawner):
 
     gpu_ids = List(help="GPU ids held by the running server (empty: CPU only).")
 
+    shared_volumes = Dict(
+        config=True,
+        help="""Named volumes every notebook container mounts besides the user's home,
+        as {volume: path}. Example: {"mlhub-airflow-dags": "/home/jovyan/airflow-dags"}
+        (the team's Airflow DAGs). Default: none.
+        """,
+    )
+
     extra_labels = Dict(
         config=True,
         help="""Extra Docker labels on every notebook container and home volume.
@@ -152,7 +160,7 @@ class MlhubSpawner(DockerSpawner):
 
     @default("volumes")
     def _default_volumes(self):
-        return {self.home_volume_template: self.home_path}
+        return {self.home_volume_template: self.home_path, **self.shared_volumes}
 
     def template_namespace(self):
         # DockerSpawner lowercases server names before escaping, so servers 'GPU'

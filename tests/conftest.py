@@ -195,3 +195,21 @@ def oidc_platform(request):
     except BaseException:
         request.session.mlhub_failed = True
         raise
+
+
+# Airflow's stack: the whole docker-compose.yml (Airflow is skipped by the other
+# stacks to keep them light). Members of airflow-users may open Airflow; members
+# of airflow-ops are Airflow Op; hub admins are Airflow Admin.
+AIRFLOW_STACK_ENV = {
+    "MLHUB_AIRFLOW": "true",
+    "MLHUB_AIRFLOW_GROUP": "airflow-users",
+    "MLHUB_AIRFLOW_OP_GROUP": "airflow-ops",
+    "MLHUB_AIRFLOW_DEFAULT_ROLE": "User",
+    "MLHUB_GPUS": "none",
+}
+
+
+@pytest.fixture(scope="session")
+def airflow_platform(request):
+    base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
+    yield from _bring_up(request, Stack(project=f"{base}af", extra_env=AIRFLOW_STACK_ENV), "airflow")

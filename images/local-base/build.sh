@@ -32,3 +32,13 @@ if ! have mlhub-local/tensorflow-notebook:cpu; then
     -f "$here/tensorflow-notebook/Dockerfile" "$root" >/dev/null
 fi
 log "mlhub-local/tensorflow-notebook:cpu ready"
+
+# Airflow (images/local-base/airflow/, on the TensorFlow stand-in): only for the
+# stacks that run Airflow; skipped when MLHUB_LOCAL_BASES_AIRFLOW=0.
+if [ "${MLHUB_LOCAL_BASES_AIRFLOW:-1}" = 1 ] && ! have mlhub-local/airflow:3.3.2; then
+  log "building mlhub-local/airflow:3.3.2 (Apache Airflow stand-in)"
+  docker build -q -t mlhub-local/airflow:3.3.2 \
+    -f "$here/airflow/Dockerfile" "$root" >/dev/null
+fi
+[ "${MLHUB_LOCAL_BASES_AIRFLOW:-1}" = 1 ] && log "mlhub-local/airflow:3.3.2 ready"
+true

@@ -45,6 +45,9 @@ def engine_problem() -> str | None:
     return None
 
 
+CORE_SERVICES = ("proxy", "hub", "models", "tf-serving")
+
+
 class Stack:
     """One compose project of the platform, isolated by name, network, prefix and port."""
 
@@ -56,6 +59,9 @@ class Stack:
     ):
         # files: extra compose files (paths relative to the repository root), applied last.
         extra_files = list(files or [])
+        # Airflow is part of the platform, but heavy: only the stack that tests it runs it.
+        self.airflow = (extra_env or {}).get("MLHUB_AIRFLOW", "false") == "true"
+        self.services = [] if self.airflow else list(CORE_SERVICES)
         # MLHUB_TEST_PROJECT lets two test runs share one engine without colliding.
         project = project or os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
         self.project = project
@@ -75,6 +81,7 @@ class Stack:
             "MLHUB_NOTEBOOK_CPU_LIMIT": "1.5",
             "MLHUB_ADMIN_USERS": "admin",
             "MLHUB_MODELS_MAX_UPLOAD": "64M",
+            "MLHUB_AIRFLOW": "false",
             **(extra_env or {}),
         }
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.settings.items()))
@@ -100,10 +107,12 @@ class Stack:
 
     def up(self, build: bool = True) -> float:
         t0 = time.monotonic()
-        args = ["up", "-d", "--wait", "--wait-timeout", "300"]
+        args = ["up", "-d", "--wait", "--wait-timeout", "600"]
         if build:
             args.append("--build")
-        self.compose(*args)
+        # Stacks without Airflow start only what they need (compose adds the
+        # services these depend on); Airflow's stack starts everything.
+        self.compose(*args, *self.services)
         self.wait_healthy()
         return time.monotonic() - t0
 

@@ -176,7 +176,8 @@ def test_spawner_settings_follow_settings():
     assert s.network_name == "ml_net"
     assert s.notebook_user == "1234:1234"
     assert s.home_path == s.notebook_dir == "/home/user"
-    assert s.volumes == {"mlhub-home-{username}": "/home/user"}
+    # the home, and the team's Airflow DAGs folder inside it
+    assert s.volumes == {"mlhub-home-{username}": "/home/user", "mlhub-airflow-dags": "/home/user/airflow-dags"}
     assert s.start_timeout == 30
     assert s.http_timeout == 15
 
@@ -210,10 +211,18 @@ def test_named_servers_differing_in_case_get_distinct_containers():
     assert make_spawner(c, "alice", "GPU").object_name != make_spawner(c, "alice", "gpu").object_name
 
 
+def test_without_airflow_only_the_home_is_mounted():
+    s = make_spawner(wired({"MLHUB_AIRFLOW": "false"}), user="zoë")
+    assert s.volumes == {"mlhub-home-{username}": "/home/jovyan"}
+
+
 def test_home_volume_is_mounted_at_home():
     s = make_spawner(wired(), user="zoë")
-    assert s.volumes == {"mlhub-home-{username}": "/home/jovyan"}
-    assert s.volume_binds == {"mlhub-home-zo-c3-ab": {"bind": "/home/jovyan", "mode": "rw"}}
+    assert s.volumes == {"mlhub-home-{username}": "/home/jovyan", "mlhub-airflow-dags": "/home/jovyan/airflow-dags"}
+    assert s.volume_binds == {
+        "mlhub-home-zo-c3-ab": {"bind": "/home/jovyan", "mode": "rw"},
+        "mlhub-airflow-dags": {"bind": "/home/jovyan/airflow-dags", "mode": "rw"},
+    }
     assert s.home_volume_name == "mlhub-home-zo-c3-ab"
 
 
@@ -332,7 +341,10 @@ async def test_create_object_creates_home_volume_then_locked_down_container(fake
     assert hc["NetworkMode"] == "mlhub"
     assert hc["CapDrop"] == ["ALL"]
     assert hc["SecurityOpt"] == ["no-new-privileges"]
-    assert hc["Binds"] == ["mlhub-home-jane-2edoe-40example-2eorg:/home/jovyan:rw"]
+    assert hc["Binds"] == [
+        "mlhub-home-jane-2edoe-40example-2eorg:/home/jovyan:rw",
+        "mlhub-airflow-dags:/home/jovyan/airflow-dags:rw",
+    ]
     assert hc["AutoRemove"] is True
     assert "PortBindings" not in hc  # reached on the internal network only
     assert not hc.get("Privileged")

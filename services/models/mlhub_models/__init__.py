@@ -34,6 +34,9 @@ def _url() -> str:
 
 def _headers() -> dict:
     token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not token and os.environ.get("JUPYTERHUB_API_TOKEN_FILE"):
+        with open(os.environ["JUPYTERHUB_API_TOKEN_FILE"]) as f:
+            token = f.read().strip()
     if not token:
         raise ModelServiceError("JUPYTERHUB_API_TOKEN is not set: run this in a notebook started by the hub")
     return {"Authorization": f"token {token}"}
