@@ -16,10 +16,11 @@ from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
 from traitlets import Unicode
 
+from .logout import ServicesLogoutMixin
 from .oauth import configure_oauth
 
 
-class MlhubNativeAuthenticator(NativeAuthenticator):
+class MlhubNativeAuthenticator(ServicesLogoutMixin, NativeAuthenticator):
     admin_password_file = Unicode(
         "",
         config=True,

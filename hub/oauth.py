@@ -18,20 +18,21 @@ from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.github import GitHubOAuthenticator
 from oauthenticator.gitlab import GitLabOAuthenticator
 
+from .logout import ServicesLogoutMixin
 from .settings import Settings
 
 LOGIN_SERVICE = {"oidc": "single sign-on", "github": "GitHub", "gitlab": "GitLab"}
 
 
-class MlhubOIDCAuthenticator(GenericOAuthenticator):
+class MlhubOIDCAuthenticator(ServicesLogoutMixin, GenericOAuthenticator):
     """GenericOAuthenticator for OpenID Connect providers."""
 
 
-class MlhubGitHubAuthenticator(GitHubOAuthenticator):
+class MlhubGitHubAuthenticator(ServicesLogoutMixin, GitHubOAuthenticator):
     """GitHubOAuthenticator whose teams become hub groups ('org:team')."""
 
 
-class MlhubGitLabAuthenticator(GitLabOAuthenticator):
+class MlhubGitLabAuthenticator(ServicesLogoutMixin, GitLabOAuthenticator):
     """GitLabOAuthenticator (self-hosted URL supported)."""
 
 

@@ -93,6 +93,17 @@ def configure_services(c, settings: Settings, read_secrets: bool = True) -> None
     roles.append({"name": "user", "scopes": ["self", *access]})
     hub.services = services
     hub.load_roles = roles
+    # the hub's logout also ends the services' own sessions
+    logout_urls = []
+    if settings.airflow:
+        # the API's logout revokes Airflow's JWT; FAB's ends its session (Airflow
+        # sends the browser there by an absolute path that loses /services/airflow,
+        # so it is called directly)
+        logout_urls.append(f"/services/{AIRFLOW}/api/v2/auth/logout")
+        logout_urls.append(f"/services/{AIRFLOW}/auth/logout/")
+    if settings.models:
+        logout_urls.append(f"/services/{MODELS}/logout")
+    c.Authenticator.service_logout_urls = logout_urls
     # a notebook's own token reaches its server, the hub's activity API and the
     # services; nothing more (e.g. mlhub_models.publish uses it)
     c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", *access]

@@ -221,6 +221,15 @@ class HealthHandler(web.RequestHandler):
         self.write({"status": "ok"})
 
 
+class LogoutHandler(Base):
+    """Forget this browser's hub login here (the hub's logout page calls it)."""
+
+    def get(self):
+        self.clear_cookie(self.hub_auth.cookie_name, path=self.hub_auth.base_url)
+        self.set_header("Cache-Control", "no-store")
+        self.write({"signed_out": True})
+
+
 class OpenAPIHandler(web.RequestHandler):
     def get(self):
         self.write(OPENAPI)
@@ -411,6 +420,7 @@ def make_app(cfg: Config, hub_auth: HubOAuth | None = None) -> web.Application:
             (p + r"/?", IndexHandler),
             (p + r"/oauth_callback", HubOAuthCallbackHandler),
             (p + r"/health", HealthHandler),
+            (p + r"/logout", LogoutHandler),
             (p + r"/api/openapi.json", OpenAPIHandler),
             (p + r"/api/models", ModelsHandler),
             (p + rf"/api/models/{name}", ModelHandler),
