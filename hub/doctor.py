@@ -393,7 +393,12 @@ def check_container_support(
         return Finding(name, INFO, "no NVIDIA container support: not needed without GPUs")
 
     if hook:
-        return Finding(name, OK, f"the engine can give GPUs to containers: {found}")
+        return Finding(
+            name, OK,
+            f"the engine can give GPUs to containers: {found}. Notebooks get theirs from the "
+            "hub; for TF Serving on a GPU put COMPOSE_FILE=docker-compose.yml:docker-compose.gpu.yml "
+            "in .env",
+        )
     if nvidia_cdi and cdi_enabled and tools.get("nvidia-cdi-hook"):
         return Finding(
             name, WARN,

@@ -536,6 +536,7 @@ COMPOSE_ONLY = {
     "MLHUB_MODELS_IMAGE": ("mlhub/models:latest", "Tag of the models service image compose builds from images/models/."),
     "MLHUB_AIRFLOW_IMAGE": ("mlhub/airflow:latest", "Tag of the Airflow image compose builds from images/airflow/ (on apache/airflow)."),
     "MLHUB_AIRFLOW_POSTGRES_IMAGE": ("postgres:16", "Postgres image of Airflow's metadata database."),
+    "MLHUB_TF_SERVING_GPU": ("0", "GPU given to TF Serving by docker-compose.gpu.yml (keep it out of MLHUB_GPUS)."),
     "MLHUB_TF_SERVING_IMAGE": ("tensorflow/serving:2.21.0", "TensorFlow Serving image (tensorflow/serving:2.21.0-gpu on GPU hosts)."),
     "MLHUB_BIND_ADDRESS": ("0.0.0.0", "Host address the proxy port is published on. Example: 127.0.0.1"),
     "MLHUB_HUB_IMAGE": ("mlhub/hub:latest", "Tag of the hub image compose builds from images/hub/."),
