@@ -116,3 +116,32 @@ class Hub:
             method, self.url(prefix + path.lstrip("/")), headers=headers,
             timeout=kw.pop("timeout", 60), allow_redirects=False, **kw,
         )
+
+
+def sign_up_and_approve(hub: Hub, admin_password: str, name: str, password: str) -> requests.Session:
+    """Give ``name`` a native password: sign up at /hub/signup (as the form does) and,
+    for a fresh request, approve it as the native admin ``admin``. Idempotent (a name
+    already signed up is left as it is). Returns a hub session logged in as ``name``."""
+    s = requests.Session()
+    r = s.get(hub.url("/hub/signup"), timeout=30)
+    r.raise_for_status()
+    r = s.post(
+        hub.url("/hub/signup"),
+        data={
+            "username": name,
+            "signup_password": password,
+            "signup_password_confirmation": password,
+            "_xsrf": s.cookies.get("_xsrf"),
+        },
+        timeout=30,
+    )
+    r.raise_for_status()
+    if "Your information has been sent to the admin" in r.text:
+        # /hub/authorize/<name> TOGGLES approval: only for a fresh sign-up.
+        admin = hub.login_session("admin", admin_password)
+        r = admin.get(hub.url(f"/hub/authorize/{quote(name)}"), allow_redirects=False, timeout=30)
+        if r.status_code not in (302, 303):
+            raise HubError(f"approve {name}: {r.status_code} {r.text[:300]}")
+    elif "already in use" not in r.text and "The signup was successful" not in r.text:
+        raise HubError(f"sign-up of {name} gave an unexpected page: {r.text[:1500]}")
+    return hub.login_session(name, password)  # raises unless the account can log in now
