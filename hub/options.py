@@ -68,22 +68,36 @@ def fmt_bytes(n: int) -> str:
     return f"{n // 1024**2}M"
 
 
+def _gpu_quota(value) -> int | None:
+    """A group's gpu_quota property, or None when absent or not a count >= 0."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        g = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return g if g >= 0 and str(value).strip() == str(g) else None
+
+
+def _mem_quota(value) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(str(value))
+    except ValueError:
+        return None
+
+
 def quota_for(groups: Iterable[tuple[str, Mapping]], default: Quota) -> Quota:
     """The user's quota from their groups' properties (largest wins), else the default."""
     gpus = mems = None
     for _name, props in groups:
         props = props or {}
-        if GPU_QUOTA_KEY in props:
-            try:
-                g = int(props[GPU_QUOTA_KEY])
-            except (TypeError, ValueError):
-                continue
+        g = _gpu_quota(props.get(GPU_QUOTA_KEY))  # each key on its own: a bad one
+        m = _mem_quota(props.get(MEM_QUOTA_KEY))  # never hides the other
+        if g is not None:
             gpus = g if gpus is None else max(gpus, g)
-        if MEM_QUOTA_KEY in props:
-            try:
-                m = parse_size(str(props[MEM_QUOTA_KEY]))
-            except ValueError:
-                continue
+        if m is not None:
             mems = m if mems is None else max(mems, m)
     return Quota(default.gpus if gpus is None else gpus, default.mem if mems is None else mems)
 
@@ -105,15 +119,17 @@ def parse_user_options(
         )
     by_key = {e.key: e for e in environments}
     env_key = raw.get("environment") or environments[0].key
-    if env_key not in by_key:
+    if not isinstance(env_key, str) or env_key not in by_key:
         raise OptionsError(
             f"Unknown environment {env_key!r}; choose one of: {', '.join(by_key)}."
         )
     try:
+        if isinstance(raw.get("gpus", 0), bool):
+            raise TypeError
         gpus = int(raw.get("gpus", 0))
         if str(raw.get("gpus", 0)).strip() != str(gpus):
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise OptionsError(f"gpus must be a whole number, got {raw.get('gpus')!r}.") from None
     if gpus < 0:
         raise OptionsError("gpus cannot be negative.")

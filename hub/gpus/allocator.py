@@ -97,7 +97,12 @@ class GpuAllocator:
 
     async def ledger(self) -> Ledger:
         inventory = await self.inventory()
+        # Reservations as they stand BEFORE the engine is read: one settled while
+        # we wait for the engine has its container by then, but the read may have
+        # missed it; counting the snapshot too never loses it.
+        before = dict(self.pending)
         holdings = {h.key: h for h in await self.engine_holdings()}
+        holdings.update(before)
         holdings.update(self.pending)  # a spawn in progress overrides its old container
         return Ledger.build([g.id for g in inventory], holdings.values(), self.slots)
 

@@ -133,6 +133,8 @@ def probe_with_engine(client, image: str, timeout: int = 60) -> tuple[list[GPU],
         )
     except ImageNotFound:
         return [], f"probe image {image} not found"
+    except APIError as e:  # some engines refuse the GPU request at create already
+        return [], f"the engine has no NVIDIA GPU support ({e.explanation or e})"
     cid = container["Id"]
     try:
         try:

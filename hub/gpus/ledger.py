@@ -97,21 +97,22 @@ class Ledger:
         if n < 0:
             raise ValueError("GPU count must be >= 0")
         existing = self.held_by(user, server)
-        if existing is not None:
-            if len(existing.gpu_ids) == n:
-                return existing
-            self.release(user, server)
+        if existing is not None and len(existing.gpu_ids) == n:
+            return existing
+        # what is free once this server's own holding (being replaced) is given back;
+        # the ledger changes only if the request succeeds
+        others = [h for h in self.holdings if h.key != (user, server)]
         if n == 0:
+            self.holdings = others
             return Holding(user, server, (), since)
-        usage = self.usage()
+        usage = Ledger(self.gpu_ids, others, self.slots).usage()
         free = [g for g in self.gpu_ids if usage[g] < self.slots]
         if len(free) < n:
-            others = [h for h in self.holdings if h.gpu_ids]
-            raise NotEnoughGPUs(n, free, others)
+            raise NotEnoughGPUs(n, free, [h for h in others if h.gpu_ids])
         # least shared first, then inventory order: deterministic and spreads load
         chosen = sorted(free, key=lambda g: (usage[g], self.gpu_ids.index(g)))[:n]
         holding = Holding(user, server, tuple(sorted(chosen, key=self.gpu_ids.index)), since, True)
-        self.holdings.append(holding)
+        self.holdings = [*others, holding]
         return holding
 
     def release(self, user: str, server: str) -> None:

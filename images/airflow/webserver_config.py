@@ -45,7 +45,9 @@ def _service_token() -> str:
 WTF_CSRF_ENABLED = True
 AUTH_TYPE = AUTH_OAUTH
 AUTH_USER_REGISTRATION = True
-AUTH_USER_REGISTRATION_ROLE = DEFAULT_ROLE
+# FAB adds the registration role to everyone at every sign-in: a role without
+# permissions, so that each user's roles are exactly the mapped one.
+AUTH_USER_REGISTRATION_ROLE = "Public"
 AUTH_ROLES_SYNC_AT_LOGIN = True
 AUTH_ROLES_MAPPING = {
     "hub-admin": ["Admin"],

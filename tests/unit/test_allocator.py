@@ -391,19 +391,6 @@ async def test_concurrent_multi_gpu_reservations_with_engine_containers(executor
     assert all(v <= 2 for v in use.values()), use
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason=(
-        "PRODUCT BUG (hub/gpus/allocator.py): settle() drops a reservation without the "
-        "lock and without knowing whether a ledger snapshot in progress already saw the "
-        "container. A reserve() whose containers() call read the engine BEFORE another "
-        "spawn created its container, but that resumes AFTER that spawn settled, sees "
-        "neither the container nor the reservation and hands out the same GPU twice. "
-        "(Docker answers list calls concurrently with create/start; a slow list call "
-        "is enough.)"
-    ),
-)
 async def test_settle_during_a_slow_engine_listing_does_not_double_allocate(executor):
     engine = FakeEngine()
     alloc = make(engine, executor, gpus=("0",))
@@ -587,17 +574,6 @@ def test_probe_on_an_engine_without_nvidia_support_at_start():
     assert client.removed == [("probe1", True)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=APIError,
-    reason=(
-        "PRODUCT BUG (hub/gpus/inventory.py, probe_with_engine): only ImageNotFound is "
-        "caught around create_container; an engine that rejects the GPU device request "
-        "when the container is CREATED (APIError 'could not select device driver') makes "
-        "the probe raise, although its docstring promises it never raises for a host "
-        "without NVIDIA support (Docker Engine itself reports this at start, which is handled)."
-    ),
-)
 def test_probe_on_an_engine_without_nvidia_support_at_create():
     client = FakeProbeClient(create_error=NO_DRIVER)
     gpus, note = probe_with_engine(client, "img")

@@ -138,31 +138,12 @@ def test_options_error_is_a_value_error():
     assert issubclass(OptionsError, ValueError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason=(
-        "PRODUCT BUG (hub/options.py, parse_user_options): an unhashable 'environment' "
-        "(a list or object, which the REST API accepts as user_options) reaches "
-        "`env_key not in by_key` and raises TypeError ('unhashable type') instead of "
-        "OptionsError, so the spawn fails with a server error rather than a message."
-    ),
-)
 @pytest.mark.parametrize("env", [["pytorch"], {"key": "pytorch"}])
 def test_unhashable_environment_is_an_options_error(env):
     with pytest.raises(OptionsError, match="Unknown environment"):
         parse({"environment": env})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason=(
-        "PRODUCT BUG (hub/options.py, parse_user_options): gpus=Infinity (which Python's "
-        "json.loads, used for REST request bodies, accepts) makes int() raise OverflowError, "
-        "which is not caught (only TypeError/ValueError are), instead of OptionsError."
-    ),
-)
 def test_infinite_gpus_is_an_options_error():
     with pytest.raises(OptionsError, match="whole number"):
         parse({"gpus": float("inf")})
@@ -176,7 +157,7 @@ def test_nan_and_infinite_memory_are_options_errors():
         parse({"gpus": float("nan")})
 
 
-# JSON values as the REST API may deliver them (infinities: see the xfail above)
+# JSON values as the REST API may deliver them
 json_scalars = st.none() | st.booleans() | st.integers(-5, 10**12) | st.floats(allow_infinity=False) | st.text(max_size=12)
 json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3), max_leaves=5)
 
@@ -186,7 +167,6 @@ json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=3) | st.
     raw=st.fixed_dictionaries(
         {},
         optional={
-            # environment restricted to hashable values: unhashable ones are the xfail above
             "environment": st.sampled_from(["", "pytorch", "tensorflow-cuda", "x"]) | json_scalars,
             "gpus": json_values | st.sampled_from(["0", "1", "2", "3", " 2", "-1"]),
             "memory": json_values | st.sampled_from(["1G", "8G", "16G", "17G", "64M", "63M", "2gib"]),
@@ -259,28 +239,10 @@ def test_bad_property_values_are_ignored(props):
     assert quota_for([good, ("broken", props)], DEFAULT) == Quota(2, 16 * G)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "PRODUCT BUG (hub/options.py, quota_for): a bad gpu_quota value `continue`s the "
-        "loop over groups, so a valid mem_quota in the SAME group is skipped too "
-        "(the user silently falls back to the default memory quota)."
-    ),
-)
 def test_bad_gpu_quota_does_not_hide_the_groups_mem_quota():
     assert quota_for([("ml-team", {"gpu_quota": "two", "mem_quota": "32G"})], DEFAULT) == Quota(1, 32 * G)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OptionsError,
-    reason=(
-        "PRODUCT BUG (hub/options.py, quota_for): a negative gpu_quota is not treated as "
-        "a bad value; it is taken as is (Quota(gpus=-1)), and then parse_user_options "
-        "refuses even a CPU-only server ('You asked for 0 GPU(s); your quota is -1')."
-    ),
-)
 def test_negative_gpu_quota_does_not_lock_the_user_out():
     quota = quota_for([("typo", {"gpu_quota": -1})], DEFAULT)
     assert parse({}, quota=quota).gpus == 0

@@ -356,7 +356,7 @@ def test_unknown_provider_is_a_settings_error_naming_the_choices():
     assert e.value.problems == ["MLHUB_AUTHENTICATOR='ldap': expected one of: native, oidc, github, gitlab"]
 
 
-# ---------------------------------------------------------------- odd answers, and product bugs (xfail)
+# ---------------------------------------------------------------- odd answers (were product bugs, now fixed)
 
 
 @pytest.mark.parametrize("body", [b"[]", b"null", b'"ok"'])
