@@ -150,10 +150,10 @@ def af(p, token: str, method: str, path: str, **kw) -> requests.Response:
 
 
 def airflow_cli(p, *args: str, service: str = "airflow-api-server") -> str:
-    """``airflow <args>`` in a running Airflow container, through the image's entrypoint:
-    the metadata DB's URL is exported only by that entrypoint (from the secrets volume),
-    so a bare ``docker compose exec ... airflow`` would read an empty SQLite database."""
-    r = p.stack.compose("exec", "-T", service, "/opt/mlhub/entrypoint.sh", *args, timeout=180)
+    """``airflow <args>`` in a running Airflow container, as an admin would type it
+    (``docker compose exec airflow-api-server airflow ...``): the image's ``airflow``
+    shim loads the generated secrets, so this reaches the real metadata database."""
+    r = p.stack.compose("exec", "-T", service, "airflow", *args, timeout=180)
     return r.stdout
 
 
@@ -165,11 +165,11 @@ def airflow_roles(p) -> dict[str, set[str]]:
 
 
 def effective_role(roles: set[str]) -> str:
-    """FAB adds the registration role (MLHUB_AIRFLOW_DEFAULT_ROLE) to every OAuth user
-    besides the mapped one; the mapped one is the rest (Admin and Op include User)."""
-    rest = roles - {DEFAULT_ROLE}
-    assert len(rest) <= 1, roles
-    return rest.pop() if rest else DEFAULT_ROLE
+    """FAB adds its registration role to every OAuth user besides the mapped one; the
+    platform makes that 'Public' (no permissions), so exactly one role is left."""
+    rest = roles - {"Public"}
+    assert len(rest) == 1, roles
+    return rest.pop()
 
 
 def hub_write(p, user: str, path: str, text: str) -> None:
