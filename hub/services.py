@@ -9,7 +9,6 @@ volume by the compose ``setup`` service.
 
 from __future__ import annotations
 
-import os
 
 from .secrets import ensure
 from .settings import Settings

@@ -4,7 +4,6 @@ real Docker engine. Tests that need the engine FAIL, never skip, without one."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 

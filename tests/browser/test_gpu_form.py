@@ -26,7 +26,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from tests.support.hubapi import HubError, quote
+from tests.support.hubapi import HubError, quote, sign_up_and_approve
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
@@ -83,33 +83,6 @@ def wait_no_gpu_held(stack, timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-def sign_up_and_approve(p, name: str, password: str) -> None:
-    """Sign ``name`` up at /hub/signup (as the form does) and approve them as admin."""
-    hub = p.hub
-    s = requests.Session()
-    r = s.get(hub.url("/hub/signup"), timeout=30)
-    r.raise_for_status()
-    r = s.post(
-        hub.url("/hub/signup"),
-        data={
-            "username": name,
-            "signup_password": password,
-            "signup_password_confirmation": password,
-            "_xsrf": s.cookies.get("_xsrf"),
-        },
-        timeout=30,
-    )
-    r.raise_for_status()
-    if "Your information has been sent to the admin" in r.text:
-        # /hub/authorize/<name> TOGGLES approval: only for a fresh sign-up.
-        admin = hub.login_session("admin", p.admin_password)
-        r = admin.get(hub.url(f"/hub/authorize/{quote(name)}"), allow_redirects=False, timeout=30)
-        assert r.status_code in (302, 303), f"approve {name}: {r.status_code} {r.text[:300]}"
-    elif "already in use" not in r.text and "The signup was successful" not in r.text:
-        raise AssertionError(f"sign-up of {name} gave an unexpected page: {r.text[:1500]}")
-    hub.login_session(name, password)  # raises unless the account can log in now
-
-
 def login(page: Page, base: str, username: str, password: str) -> None:
     page.goto(f"{base}/hub/login")
     page.locator("#username_input").fill(username)
@@ -155,7 +128,7 @@ def test_gpu_choices_refusal_and_start_in_the_browser(gpu_platform, new_page):
                     json={"users": ["olga", "pete", "quinn"]})
         assert r.status_code == 200, r.text
         for name, password in PASSWORDS.items():
-            sign_up_and_approve(p, name, password)
+            sign_up_and_approve(p.hub, p.admin_password, name, password)
 
         # 2. quinn takes 2 GPUs, rosa (default quota 1) takes 1: 1 of 4 free -----
         started.append("quinn")
