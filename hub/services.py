@@ -1,14 +1,13 @@
-"""Hub services (models; later Airflow): registration, roles and the scopes
-that users' browsers and notebook tokens get for them.
+"""Hub services (models, Airflow): registration, roles, the scopes users'
+browsers and notebook tokens get for them, and what the hub's logout ends.
 
 Each service runs in its own container and is reached through the hub's proxy
 at /services/<name>/, behind the hub's login (hub OAuth for browsers, hub
-tokens for API clients). Its API token is generated into the service-secrets
-volume by the compose ``setup`` service.
+tokens for API clients). Its API token is generated into that service's
+secrets volume by the compose ``setup`` service.
 """
 
 from __future__ import annotations
-
 
 from .secrets import ensure
 from .settings import Settings
@@ -30,6 +29,22 @@ def service_scopes(settings: Settings) -> list[str]:
     return scopes
 
 
+def _service(name: str, url: str, redirect_uri: str, description: str, token: str | None) -> dict:
+    """A service in the hub's Services menu, signing browsers in through the hub."""
+    spec = {
+        "name": name,
+        "url": url,
+        "display": True,
+        # a service of this hub: no "authorize access?" page on first visit
+        "oauth_no_confirm": True,
+        "oauth_redirect_uri": redirect_uri,
+        "info": {"description": description},
+    }
+    if token:
+        spec["api_token"] = token
+    return spec
+
+
 def configure_services(c, settings: Settings, read_secrets: bool = True) -> None:
     hub = c.JupyterHub
     services = list(hub.services) if "services" in hub else []
@@ -37,39 +52,22 @@ def configure_services(c, settings: Settings, read_secrets: bool = True) -> None
     access = service_scopes(settings)
     if settings.models:
         services.append(
-            {
-                "name": MODELS,
-                "url": settings.models_url,
-                "display": True,
-                # a service of this hub: no "authorize access?" page on first visit
-                "oauth_no_confirm": True,
-                "oauth_redirect_uri": f"/services/{MODELS}/oauth_callback",
-                "info": {"description": "Publish TensorFlow models and get predictions (TF Serving)"},
-                **(
-                    {"api_token": ensure(settings.service_secrets_dir, "models_api_token")}
-                    if read_secrets
-                    else {}
-                ),
-            }
+            _service(
+                MODELS, settings.models_url, f"/services/{MODELS}/oauth_callback",
+                "Publish TensorFlow models and get predictions (TF Serving)",
+                ensure(settings.service_secrets_dir, "models_api_token") if read_secrets else None,
+            )
         )
         # the service reads users' admin flag and groups to decide who may change a model
         roles.append({"name": "models-service", "scopes": ["read:users"], "services": [MODELS]})
     if settings.airflow:
         services.append(
-            {
-                "name": AIRFLOW,
-                "url": settings.airflow_url,
-                "display": True,
-                "oauth_no_confirm": True,
+            _service(
                 # FAB builds the callback from the public URL the browser used
-                "oauth_redirect_uri": settings.public_url + AIRFLOW_CALLBACK,
-                "info": {"description": "Pipelines (Apache Airflow), signed in as yourself"},
-                **(
-                    {"api_token": ensure(settings.airflow_secrets_dir, "airflow_api_token")}
-                    if read_secrets
-                    else {}
-                ),
-            }
+                AIRFLOW, settings.airflow_url, settings.public_url + AIRFLOW_CALLBACK,
+                "Pipelines (Apache Airflow), signed in as yourself",
+                ensure(settings.airflow_secrets_dir, "airflow_api_token") if read_secrets else None,
+            )
         )
         # Airflow reads users' admin flag and groups to set their Airflow role, and
         # its DAG tasks may publish to the models service with its token.
