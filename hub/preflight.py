@@ -12,11 +12,12 @@ import http.client
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from .oauth import callback_url
 from .settings import Settings, SettingsError, load_settings
@@ -189,6 +190,59 @@ def _probe(url: str, env: str, report: Report, fetch: Fetch) -> None:
         )
 
 
+# ----------------------------------------------------------------------------- database
+
+
+def masked_db_url(url: str) -> str:
+    """The URL with its password replaced by ***, for messages."""
+    u = urlsplit(url)
+    if u.password is None:
+        return url
+    netloc = u.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(u._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def _psycopg_connect(url: str) -> None:
+    import psycopg  # in the hub image (hub's postgres extra); only needed for Postgres
+
+    psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), connect_timeout=5).close()
+
+
+# The server answered and refused: waiting will not help.
+_FINAL = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
+
+
+def database_problem(
+    url: str,
+    connect: Callable[[str], None] = _psycopg_connect,
+    wait: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str | None:
+    """None when the hub database can be reached, else what to fix. A Postgres
+    server that is still starting is waited for up to ``wait`` seconds; SQLite
+    needs nothing (JupyterHub creates the file on its volume)."""
+    if not url.startswith("postgresql"):
+        return None
+    deadline = clock() + wait
+    while True:
+        try:
+            connect(url)
+            return None
+        except Exception as e:  # noqa: BLE001 - any driver error is reported, never raised
+            lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+            reason = lines[0] if lines else e.__class__.__name__
+        if any(f in reason for f in _FINAL) or clock() >= deadline:
+            break
+        sleep(2)
+    return (
+        f"MLHUB_DB_URL={masked_db_url(url)}: cannot connect to the hub database ({reason}). "
+        "Check the host, port, user, password and database name in MLHUB_DB_URL, and that "
+        "the Postgres server is running and reachable from the hub container."
+    )
+
+
 def load_or_exit(environ: Mapping[str, str] = os.environ) -> tuple[Settings, Report]:
     """Settings and preflight for jupyterhub_config.py: exit 2 with the problems,
     never a traceback."""
@@ -206,5 +260,9 @@ def load_or_exit(environ: Mapping[str, str] = os.environ) -> tuple[Settings, Rep
             + "\n".join(f"  - {e}" for e in report.errors),
             file=sys.stderr,
         )
+        sys.exit(2)
+    problem = database_problem(settings.db_url)
+    if problem:
+        print(problem, file=sys.stderr)
         sys.exit(2)
     return settings, report

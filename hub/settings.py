@@ -199,9 +199,17 @@ def parse_db_url(raw: str) -> str:
     value = raw.strip()
     if value.startswith("sqlite:///"):
         return value
-    m = re.fullmatch(r"postgres(?:ql)?((?:\+\w+)?://.+)", value)
-    if m:  # SQLAlchemy knows only 'postgresql'; 'postgres://' is a common spelling
-        return "postgresql" + m.group(1)
+    m = re.fullmatch(r"postgres(?:ql)?(?:\+(\w+))?(://.+)", value)
+    if m:
+        # SQLAlchemy knows only 'postgresql'; 'postgres://' is a common spelling.
+        # The hub image ships psycopg 3, so that driver is named explicitly (an
+        # older SQLAlchemy would otherwise look for psycopg2).
+        if m.group(1) not in (None, "psycopg"):
+            raise ValueError(
+                f"postgresql://USER:PASSWORD@HOST/DB (driver '{m.group(1)}' is not installed; "
+                "the hub uses psycopg 3: leave the driver out)"
+            )
+        return "postgresql+psycopg" + m.group(2)
     raise ValueError(
         "sqlite:////path/to/jupyterhub.sqlite or postgresql://USER:PASSWORD@HOST/DB"
     )

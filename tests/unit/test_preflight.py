@@ -579,3 +579,86 @@ def test_load_or_exit_exits_2_in_process(monkeypatch, capsys):
         f"  - MLHUB_OIDC_ISSUER={ISSUER}: could not read {DISCOVERY_URL} (HTTP 404). Fix the issuer URL, or set "
         "MLHUB_OIDC_AUTHORIZE_URL, MLHUB_OIDC_TOKEN_URL and MLHUB_OIDC_USERINFO_URL.\n"
     )
+
+
+# ----------------------------------------------------------------------------- database
+
+from hub.preflight import database_problem, masked_db_url  # noqa: E402
+
+PG = "postgresql+psycopg://hub:s3cret-pw@hub-db:5432/hub"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_sqlite_needs_no_connection():
+    def connect(url):
+        raise AssertionError("SQLite must not be probed")
+
+    assert database_problem("sqlite:////srv/jupyterhub/data/jupyterhub.sqlite", connect) is None
+
+
+def test_postgres_reachable_is_no_problem():
+    seen = []
+    assert database_problem(PG, seen.append) is None
+    assert seen == [PG]
+
+
+def test_postgres_still_starting_is_waited_for():
+    clock, calls = FakeClock(), []
+
+    def connect(url):
+        calls.append(clock.now)
+        if len(calls) < 4:
+            raise OSError('connection failed: connection to server at "172.18.0.2", port 5432 failed: Connection refused')
+
+    assert database_problem(PG, connect, wait=60, sleep=clock.sleep, clock=clock) is None
+    assert calls == [0, 2, 4, 6]
+
+
+def test_postgres_unreachable_names_the_setting_without_the_password():
+    clock = FakeClock()
+
+    def connect(url):
+        raise OSError('connection failed: could not translate host name "hub-db" to address\nmore')
+
+    msg = database_problem(PG, connect, wait=10, sleep=clock.sleep, clock=clock)
+    assert msg.startswith("MLHUB_DB_URL=postgresql+psycopg://hub:***@hub-db:5432/hub: cannot connect")
+    assert 'could not translate host name "hub-db"' in msg and "more" not in msg
+    assert "s3cret-pw" not in msg
+    assert clock.now >= 10
+
+
+def test_wrong_password_is_not_retried():
+    clock, calls = FakeClock(), []
+
+    def connect(url):
+        calls.append(1)
+        raise OSError('connection failed: FATAL:  password authentication failed for user "hub"')
+
+    msg = database_problem(PG, connect, wait=60, sleep=clock.sleep, clock=clock)
+    assert len(calls) == 1 and "password authentication failed" in msg
+
+
+def test_masked_db_url():
+    assert masked_db_url("postgresql://u:p%40ss@db/hub") == "postgresql://u:***@db/hub"
+    assert masked_db_url("postgresql://u@db/hub") == "postgresql://u@db/hub"
+    assert masked_db_url("sqlite:////x.sqlite") == "sqlite:////x.sqlite"
+
+
+def test_load_or_exit_stops_on_an_unreachable_database(monkeypatch, capsys):
+    import hub.preflight as preflight
+
+    monkeypatch.setattr(preflight, "database_problem", lambda url: f"MLHUB_DB_URL={url}: cannot connect")
+    with pytest.raises(SystemExit) as e:
+        load_or_exit({"MLHUB_DB_URL": "postgresql://hub:pw@nowhere/hub"})
+    assert e.value.code == 2
+    assert "MLHUB_DB_URL=postgresql+psycopg://hub:pw@nowhere/hub: cannot connect" in capsys.readouterr().err

@@ -107,6 +107,7 @@ BAD = [
     ("MLHUB_NOTEBOOK_IMAGE", "a b", "an image reference"),
     ("MLHUB_NOTEBOOK_IMAGE", "mlhub/notebook:", "an image reference"),
     ("MLHUB_DB_URL", "mysql://x", "postgresql://USER:PASSWORD@HOST/DB"),
+    ("MLHUB_DB_URL", "postgresql+psycopg2://u:p@db/hub", "driver 'psycopg2' is not installed"),
     ("MLHUB_DB_URL", "/srv/jupyterhub.sqlite", "sqlite:////path/to/jupyterhub.sqlite"),
     ("MLHUB_NOTEBOOK_USER", "0", "non-root UID"),
     ("MLHUB_NOTEBOOK_USER", "0:0", "non-root UID"),
@@ -242,8 +243,9 @@ GOOD = [
         "notebook_image",
         "mlhub/notebook@sha256:" + "a" * 64,
     ),
-    ("MLHUB_DB_URL", "postgres://u:p@db/hub", "db_url", "postgresql://u:p@db/hub"),
-    ("MLHUB_DB_URL", "postgresql://u:p@db:5432/hub", "db_url", "postgresql://u:p@db:5432/hub"),
+    ("MLHUB_DB_URL", "postgres://u:p@db/hub", "db_url", "postgresql+psycopg://u:p@db/hub"),
+    ("MLHUB_DB_URL", "postgresql://u:p@db:5432/hub", "db_url", "postgresql+psycopg://u:p@db:5432/hub"),
+    ("MLHUB_DB_URL", "postgresql+psycopg://u:p@db/hub", "db_url", "postgresql+psycopg://u:p@db/hub"),
     ("MLHUB_DB_URL", "sqlite:////data/hub.sqlite", "db_url", "sqlite:////data/hub.sqlite"),
     ("MLHUB_NOTEBOOK_USER", "1000", "notebook_user", "1000"),
     ("MLHUB_NOTEBOOK_USER", " 1000:100 ", "notebook_user", "1000:100"),
@@ -282,8 +284,8 @@ DB_URLS = [
     "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite",
     "postgres://u:p@db/hub",
     "postgresql://u:p@db/hub",
-    "postgresql+psycopg2://u:p@db/hub",
-    "postgres+psycopg2://u:p@db/hub",
+    "postgresql+psycopg://u:p@db/hub",
+    "postgres+psycopg://u:p@db/hub",
 ]
 
 

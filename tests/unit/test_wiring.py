@@ -80,7 +80,7 @@ def test_hub_config_follows_settings():
             "MLHUB_LOG_LEVEL": "debug",
         }
     )
-    assert c.JupyterHub.db_url == "postgresql://hub:pw@db/hub"
+    assert c.JupyterHub.db_url == "postgresql+psycopg://hub:pw@db/hub"
     assert c.JupyterHub.allow_named_servers is True
     assert c.JupyterHub.named_server_limit_per_user == 7
     assert c.ConfigurableHTTPProxy.api_url == "http://chp.internal:9001"
