@@ -44,13 +44,14 @@ CLASSES = {
 
 
 def github_groups(auth_state: dict) -> list[str]:
-    """Hub groups of a GitHub user: 'org:team' for each team, and each org."""
+    """Hub groups of a GitHub user: 'org:team' for each team, and each org.
+    Lowercase: GitHub logins and slugs are case-insensitive ('Acme' is 'acme')."""
     groups = set()
     for team in auth_state.get("teams") or []:
         org = (team.get("organization") or {}).get("login")
         if org and team.get("slug"):
-            groups.add(f"{org}:{team['slug']}")
-            groups.add(org)
+            groups.add(f"{org}:{team['slug']}".lower())
+            groups.add(org.lower())
     return sorted(groups)
 
 
@@ -118,7 +119,7 @@ def configure_oauth(c, settings: Settings, oidc_urls: dict[str, str]) -> None:
         gh.populate_teams_in_auth_state = True
         gh.manage_groups = True
         gh.auth_state_groups_key = github_groups
-        gh.admin_groups = set(settings.admin_groups)
+        gh.admin_groups = {g.lower() for g in settings.admin_groups}
     elif provider == "gitlab":
         gl = c.GitLabOAuthenticator
         gl.gitlab_url = settings.gitlab_url

@@ -368,6 +368,18 @@ def test_github_groups_are_org_and_org_team():
     ]
 
 
+async def test_github_org_and_team_names_match_whatever_their_case():
+    # GitHub returns the org login as spelled at creation ('Acme-Corp'); admins may
+    # write it either way in MLHUB_ADMIN_GROUPS. GitHub names are case-insensitive.
+    state = {"teams": [{"slug": "hub-admins", "organization": {"login": "Acme-Corp"}}]}
+    assert github_groups(state) == ["acme-corp", "acme-corp:hub-admins"]
+    c, cls = wire({"MLHUB_AUTHENTICATOR": "github", **CLIENT, "MLHUB_ALLOWED_GROUPS": "Acme-Corp",
+                   "MLHUB_ADMIN_GROUPS": "Acme-Corp:hub-admins"})
+    auth = cls(config=c)
+    assert auth.admin_groups == {"acme-corp:hub-admins"}
+    assert auth.admin_groups & await auth.get_user_groups(state)
+
+
 @pytest.mark.parametrize("state", [{}, {"teams": None}, {"teams": []}], ids=["no-key", "none", "empty"])
 def test_github_groups_without_teams(state):
     assert github_groups(state) == []
