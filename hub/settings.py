@@ -428,6 +428,21 @@ class Settings:
         "MLHUB_NAMED_SERVERS", "3", int_between(0, 100),
         "How many named servers each user may run besides their default one; 0 disables them.",
     )
+    cull_idle_timeout: int = setting(
+        "MLHUB_CULL_IDLE_TIMEOUT", "3600", int_between(0, 30 * 24 * 3600),
+        "Seconds without activity (no open notebook, terminal or running kernel) after "
+        "which a server is stopped, freeing its GPUs and memory; its home is kept. "
+        "0 = never. Keep it above 600: servers report activity every 5 minutes.",
+    )
+    cull_every: int = setting(
+        "MLHUB_CULL_EVERY", "300", int_between(1, 24 * 3600),
+        "How often, in seconds, the idle culler looks for idle servers.",
+    )
+    cull_max_age: int = setting(
+        "MLHUB_CULL_MAX_AGE", "0", int_between(0, 365 * 24 * 3600),
+        "Seconds after which a server is stopped even if it is busy (e.g. 604800 = one "
+        "week, so nobody holds a GPU forever). 0 = no limit.",
+    )
     db_url: str = setting(
         "MLHUB_DB_URL", "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite", parse_db_url,
         "Hub database. SQLite on the hub-data volume by default; for Postgres: "

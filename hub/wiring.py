@@ -11,6 +11,7 @@ import os
 from .admin_cli import SERVICE_NAME as ADMIN_SERVICE
 from .admin_gpus import HANDLERS as GPU_HANDLERS
 from .auth import configure_authenticator
+from .culling import configure_culling
 from .secrets import ensure
 from .services import configure_services
 from .upstream_fixes import apply_all as apply_upstream_fixes
@@ -90,4 +91,5 @@ def configure(
     sp.debug = settings.log_level == "DEBUG"
 
     configure_services(c, settings, read_secrets=read_secrets)
+    configure_culling(c, settings)
     configure_authenticator(c, settings, oidc_urls or {})

@@ -212,3 +212,21 @@ AIRFLOW_STACK_ENV = {
 def airflow_platform(request):
     base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
     yield from _bring_up(request, Stack(project=f"{base}af", extra_env=AIRFLOW_STACK_ENV), "airflow")
+
+
+# Idle culling with short times, so a test can watch it happen; 2 stand-in GPUs
+# (allocation and wiring only, as on the GPU stack) to see a culled server's GPU
+# go back to the pool.
+CULL_STACK_ENV = {
+    "MLHUB_CULL_IDLE_TIMEOUT": "30",
+    "MLHUB_CULL_EVERY": "5",
+    "MLHUB_GPUS": "0,1",
+    "MLHUB_NOTEBOOK_MEM_LIMIT": "1G",
+    "MLHUB_NOTEBOOK_CPU_LIMIT": "0.5",
+}
+
+
+@pytest.fixture(scope="session")
+def cull_platform(request):
+    base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
+    yield from _bring_up(request, Stack(project=f"{base}cull", extra_env=CULL_STACK_ENV), "cull")
