@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.scopes import needs_scope
@@ -58,7 +59,17 @@ async def gpu_report(spawner: MlhubSpawner) -> dict:
 
 
 def _spawner_of(handler) -> MlhubSpawner:
-    spawner = handler.current_user.spawner
+    """A spawner to reach the allocator through (one per hub process, shared).
+
+    A user's own; for a service token (``mlhub-admin``, which has no spawner) the
+    first hub user's: every spawner shares the same allocator."""
+    owner = handler.current_user
+    if getattr(owner, "spawner", None) is None:
+        orm_user = handler.db.query(orm.User).order_by(orm.User.id).first()
+        if orm_user is None:
+            raise web.HTTPError(409, "no hub users yet: add one (the GPU report reads the ledger through a spawner)")
+        owner = handler.users[orm_user]
+    spawner = owner.spawner
     if not isinstance(spawner, MlhubSpawner):  # pragma: no cover - misconfiguration
         raise web.HTTPError(500, "GPU view needs MlhubSpawner")
     return spawner

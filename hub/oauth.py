@@ -7,7 +7,8 @@ once in :func:`configure_oauth`. Provider groups become hub groups
 roles can hang on them:
 
 - oidc: the groups claim of userinfo (MLHUB_OIDC_GROUPS_CLAIM);
-- github: ``org:team`` of the user's teams, plus the org names;
+- github: ``org:team`` of the user's teams, plus the org names, for the orgs
+  named in MLHUB_ALLOWED_GROUPS/MLHUB_ADMIN_GROUPS only;
 - gitlab: membership is checked against MLHUB_ALLOWED_GROUPS; GitLab does not
   return groups in the login, so hub groups are managed by admins.
 """
@@ -43,16 +44,40 @@ CLASSES = {
 }
 
 
-def github_groups(auth_state: dict) -> list[str]:
-    """Hub groups of a GitHub user: 'org:team' for each team, and each org.
-    Lowercase: GitHub logins and slugs are case-insensitive ('Acme' is 'acme')."""
+def github_groups(auth_state: dict, orgs: frozenset = frozenset()) -> list[str]:
+    """Hub groups of a GitHub user: each org of ``orgs`` they belong to (through a
+    team) and 'org:team' for each of their teams in those orgs.
+
+    Only the organisations the hub trusts (those named in MLHUB_ALLOWED_GROUPS or
+    MLHUB_ADMIN_GROUPS) give groups: org names are a global namespace anyone can
+    register, so a self-made org called 'airflow-ops' must not become the hub
+    group 'airflow-ops'. Lowercase: GitHub logins and slugs are case-insensitive."""
     groups = set()
     for team in auth_state.get("teams") or []:
-        org = (team.get("organization") or {}).get("login")
-        if org and team.get("slug"):
+        org = ((team.get("organization") or {}).get("login") or "").lower()
+        if org and team.get("slug") and org in orgs:
             groups.add(f"{org}:{team['slug']}".lower())
-            groups.add(org.lower())
+            groups.add(org)
     return sorted(groups)
+
+
+class GitHubGroups:
+    """``auth_state_groups_key`` for GitHub: :func:`github_groups` over the trusted orgs."""
+
+    def __init__(self, orgs):
+        self.orgs = frozenset(o.split(":", 1)[0].lower() for o in orgs)
+
+    def __call__(self, auth_state: dict) -> list[str]:
+        return github_groups(auth_state, self.orgs)
+
+    def __eq__(self, other):
+        return isinstance(other, GitHubGroups) and other.orgs == self.orgs
+
+    def __hash__(self):
+        return hash(self.orgs)
+
+    def __repr__(self):
+        return f"GitHubGroups({sorted(self.orgs)!r})"
 
 
 def client_secret(settings: Settings) -> str:
@@ -118,7 +143,7 @@ def configure_oauth(c, settings: Settings, oidc_urls: dict[str, str]) -> None:
         gh.scope = ["read:org"]
         gh.populate_teams_in_auth_state = True
         gh.manage_groups = True
-        gh.auth_state_groups_key = github_groups
+        gh.auth_state_groups_key = GitHubGroups(settings.allowed_groups + settings.admin_groups)
         gh.admin_groups = {g.lower() for g in settings.admin_groups}
     elif provider == "gitlab":
         gl = c.GitLabOAuthenticator

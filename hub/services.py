@@ -105,8 +105,13 @@ def configure_services(c, settings: Settings, read_secrets: bool = True) -> None
     # services; nothing more (e.g. mlhub_models.publish uses it)
     c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", *access]
     if settings.airflow:
-        # the team's DAGs folder, parsed by Airflow, in every notebook
-        c.MlhubSpawner.shared_volumes = {f"{settings.prefix}-airflow-dags": settings.airflow_dags_path}
+        # the team's DAGs folder, parsed by Airflow, in the notebooks of those let into Airflow
+        dags = f"{settings.prefix}-airflow-dags"
+        c.MlhubSpawner.shared_volumes = {dags: settings.airflow_dags_path}
+        if settings.airflow_group:
+            # a DAG file is code Airflow runs with its own secrets: only users let
+            # into Airflow (that group, and hub admins) may write them
+            c.MlhubSpawner.shared_volume_groups = {dags: settings.airflow_group}
     if settings.models:
         c.Spawner.environment = {
             **(c.Spawner.environment if "environment" in c.Spawner else {}),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
@@ -34,6 +34,7 @@ class SettingsError(ValueError):
 # with what it expects; the variable's name is added by the loader.
 
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_MAX_SIZE = 1024**5
 
 
 def parse_size(raw: str) -> int:
@@ -41,7 +42,10 @@ def parse_size(raw: str) -> int:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(?:i?[bB]?)\s*", raw)
     if not m:
         raise ValueError("a size such as 512M, 4G or 16G")
-    value = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    value = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if not value <= _MAX_SIZE:  # also catches inf from a very long digit string
+        raise ValueError("a size of at most 1024T")
+    value = int(value)
     if value < 64 * 1024**2:
         raise ValueError("at least 64M (a notebook server needs more than that)")
     return value
@@ -241,6 +245,13 @@ def parse_gpus(raw: str) -> str | tuple[str, ...]:
     if len(set(ids)) != len(ids):
         raise ValueError("each GPU listed once")
     return ids
+
+
+def parse_gpu_id(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"\d+|GPU-[0-9a-fA-F-]+", value):
+        raise ValueError("one GPU index or UUID, e.g. 0 or GPU-5f1c...")
+    return value
 
 
 def parse_optional_size(raw: str) -> int | None:
@@ -480,6 +491,11 @@ class Settings:
         "container; no NVIDIA support means CPU-only, no error); none = CPU-only; "
         "or a list of indices/UUIDs. Example: 0,1,2,3",
     )
+    tf_serving_gpu: str = setting(
+        "MLHUB_TF_SERVING_GPU", "0", parse_gpu_id,
+        "GPU that docker-compose.gpu.yml gives TF Serving (index or UUID). When COMPOSE_FILE "
+        "applies that file, the hub never hands this GPU to a user.",
+    )
     gpu_sharing: int = setting(
         "MLHUB_GPU_SHARING", "1", int_between(1, 64),
         "Servers that may share one GPU. 1 = exclusive: a GPU is one server's alone.",
@@ -548,9 +564,13 @@ class Settings:
         "MLHUB_LOG_LEVEL", "info", parse_log_level,
         "Hub log level: debug, info, warning or error.",
     )
+    # derived, not a variable: GPUs other containers of the stack hold (TF Serving's
+    # when COMPOSE_FILE applies docker-compose.gpu.yml); never handed to users
+    reserved_gpus: tuple = field(default=())
 
 
-SETTINGS_FIELDS = {f.metadata["env"]: f for f in fields(Settings)}
+SETTINGS_FIELDS = {f.metadata["env"]: f for f in fields(Settings) if "env" in f.metadata}
+GPU_OVERRIDE = "docker-compose.gpu.yml"
 
 # Variables that .env carries for docker compose itself, not for the hub.
 COMPOSE_ONLY = {
@@ -559,7 +579,6 @@ COMPOSE_ONLY = {
     "MLHUB_MODELS_IMAGE": ("mlhub/models:latest", "Tag of the models service image compose builds from images/models/."),
     "MLHUB_AIRFLOW_IMAGE": ("mlhub/airflow:latest", "Tag of the Airflow image compose builds from images/airflow/ (on apache/airflow)."),
     "MLHUB_AIRFLOW_POSTGRES_IMAGE": ("postgres:16", "Postgres image of Airflow's metadata database."),
-    "MLHUB_TF_SERVING_GPU": ("0", "GPU given to TF Serving by docker-compose.gpu.yml (keep it out of MLHUB_GPUS)."),
     "MLHUB_TF_SERVING_IMAGE": ("tensorflow/serving:2.21.0", "TensorFlow Serving image (tensorflow/serving:2.21.0-gpu on GPU hosts)."),
     "MLHUB_BIND_ADDRESS": ("0.0.0.0", "Host address the proxy port is published on. Example: 127.0.0.1"),
     "MLHUB_HUB_IMAGE": ("mlhub/hub:latest", "Tag of the hub image compose builds from images/hub/."),
@@ -585,6 +604,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             close = difflib.get_close_matches(env, sorted(known), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             problems.append(f"{env}: unknown setting{hint} (see .env.example)")
+    if not problems and GPU_OVERRIDE in environ.get("COMPOSE_FILE", ""):
+        values["reserved_gpus"] = (values["tf_serving_gpu"],)
+        if isinstance(values["gpus"], tuple) and values["tf_serving_gpu"] in values["gpus"]:
+            problems.append(
+                f"MLHUB_GPUS={environ.get('MLHUB_GPUS')!r}: lists GPU {values['tf_serving_gpu']}, which "
+                f"{GPU_OVERRIDE} gives TF Serving (MLHUB_TF_SERVING_GPU); leave it out of "
+                "MLHUB_GPUS or give TF Serving another GPU"
+            )
     if problems:
         raise SettingsError(problems)
     if not values["admin_users"] and values["authenticator"] == "native":

@@ -102,6 +102,15 @@ class MlhubSpawner(DockerSpawner):
         """,
     )
 
+    reserved_gpus = List(
+        Unicode(),
+        config=True,
+        help="""GPU ids or UUIDs other containers of the stack hold (TF Serving's, when
+        docker-compose.gpu.yml is applied): left out of the inventory, never handed to
+        a user. Example: ["0"]. Default: none.
+        """,
+    )
+
     gpu_sharing = Integer(
         1,
         config=True,
@@ -139,6 +148,16 @@ class MlhubSpawner(DockerSpawner):
         """,
     )
 
+    shared_volume_groups = Dict(
+        config=True,
+        help="""Shared volumes only some users may mount, as {volume: hub group}:
+        members of the group and hub admins get the volume, others do not. The team's
+        Airflow DAGs are code Airflow runs with its own secrets, so with
+        MLHUB_AIRFLOW_GROUP only that group may write them. Membership is read at each
+        start. Example: {"mlhub-airflow-dags": "airflow-users"}. Default: none.
+        """,
+    )
+
     extra_labels = Dict(
         config=True,
         help="""Extra Docker labels on every notebook container and home volume.
@@ -161,6 +180,18 @@ class MlhubSpawner(DockerSpawner):
     @default("volumes")
     def _default_volumes(self):
         return {self.home_volume_template: self.home_path, **self.shared_volumes}
+
+    def volumes_for_user(self) -> dict:
+        """``volumes`` less the shared volumes whose group this user is not in."""
+        if not hasattr(self, "_all_volumes"):
+            self._all_volumes = dict(self.volumes)
+        groups = {g.name for g in getattr(self.user, "groups", [])}
+        admin = bool(getattr(self.user, "admin", False))
+        return {
+            vol: path
+            for vol, path in self._all_volumes.items()
+            if vol not in self.shared_volume_groups or admin or self.shared_volume_groups[vol] in groups
+        }
 
     def template_namespace(self):
         # DockerSpawner lowercases server names before escaping, so servers 'GPU'
@@ -245,7 +276,12 @@ class MlhubSpawner(DockerSpawner):
         if cls._allocator is None:
             gpus = tuple(self.gpus) if isinstance(self.gpus, (list, tuple)) else self.gpus
             cls._allocator = GpuAllocator(
-                self.client, self.executor, gpus, probe_image=self.image, slots=self.gpu_sharing
+                self.client,
+                self.executor,
+                gpus,
+                probe_image=self.image,
+                slots=self.gpu_sharing,
+                reserved=tuple(self.reserved_gpus),
             )
         return cls._allocator
 
@@ -362,6 +398,7 @@ class MlhubSpawner(DockerSpawner):
             raise SpawnRefused(str(e), reason="options") from None
         self.image = opts.environment.image
         self.mem_limit = opts.mem
+        self.volumes = self.volumes_for_user()
         try:
             holding = await self.allocator.reserve(self.user.name, self.name or "", opts.gpus, quota.gpus)
         except (NotEnoughGPUs, QuotaExceeded) as e:

@@ -81,6 +81,7 @@ def configure(
     sp.default_mem_quota = settings.default_mem_quota
     sp.environments = [list(e) for e in settings.environments]
     sp.gpus = settings.gpus
+    sp.reserved_gpus = list(settings.reserved_gpus)
     sp.gpu_sharing = settings.gpu_sharing
     sp.default_gpu_quota = settings.default_gpu_quota
     sp.cpu_limit = settings.cpu_limit

@@ -40,16 +40,24 @@ def _parse_time(text: str | int | None) -> datetime | None:
 
 class GpuAllocator:
     """``client`` is a docker.APIClient whose blocking calls run on ``executor``.
-    ``gpus`` is MLHUB_GPUS: 'auto', 'none' or a tuple of ids."""
+    ``gpus`` is MLHUB_GPUS: 'auto', 'none' or a tuple of ids; ``reserved`` ids (or
+    UUIDs) belong to other containers of the stack and are never handed out."""
 
     def __init__(
-        self, client, executor: Executor, gpus: str | tuple[str, ...], probe_image: str, slots: int = 1
+        self,
+        client,
+        executor: Executor,
+        gpus: str | tuple[str, ...],
+        probe_image: str,
+        slots: int = 1,
+        reserved: tuple[str, ...] = (),
     ):
         self.client = client
         self.executor = executor
         self.spec = gpus
         self.probe_image = probe_image
         self.slots = slots
+        self.reserved = frozenset(reserved)
         self.lock = asyncio.Lock()
         self.pending: dict[tuple[str, str], Holding] = {}
         self._inventory: list[GPU] | None = None
@@ -71,6 +79,11 @@ class GpuAllocator:
             gpus, note = await asyncio.get_running_loop().run_in_executor(
                 self.executor, probe_with_engine, self.client, self.probe_image
             )
+        kept = [g for g in gpus if g.id not in self.reserved and g.uuid not in self.reserved]
+        if len(kept) != len(gpus):
+            held = ", ".join(g.id for g in gpus if g not in kept)
+            note += f"; GPU {held} kept for TF Serving (docker-compose.gpu.yml), not handed out"
+            gpus = kept
         if self._inventory is None or note != self.inventory_note:
             log.info("GPU inventory: %s", note)
         self._inventory, self.inventory_note = gpus, note

@@ -20,6 +20,7 @@ from hub.oauth import (
     MlhubGitHubAuthenticator,
     MlhubGitLabAuthenticator,
     MlhubOIDCAuthenticator,
+    GitHubGroups,
     github_groups,
 )
 from hub.settings import load_settings
@@ -154,7 +155,7 @@ OAUTH_CASES = [
             "admin_users": set(),
             "admin_groups": {"acme:hub-admins"},
             "manage_groups": True,
-            "auth_state_groups_key": github_groups,
+            "auth_state_groups_key": GitHubGroups({"acme"}),
             "populate_teams_in_auth_state": True,
             "scope": ["read:org"],
             "github_url": "https://github.com",
@@ -358,21 +359,28 @@ GITHUB_AUTH_STATE = {
 }
 
 
-def test_github_groups_are_org_and_org_team():
-    assert github_groups(GITHUB_AUTH_STATE) == [
+def test_github_groups_are_org_and_org_team_of_trusted_orgs_only():
+    assert github_groups(GITHUB_AUTH_STATE, frozenset({"acme", "globex"})) == [
         "acme",
         "acme:hub-admins",
         "acme:ml-team",
         "globex",
         "globex:research",
     ]
+    # an org the hub does not name (anyone can register one) gives no group
+    assert github_groups(GITHUB_AUTH_STATE, frozenset({"acme"})) == [
+        "acme",
+        "acme:hub-admins",
+        "acme:ml-team",
+    ]
+    assert github_groups(GITHUB_AUTH_STATE) == []
 
 
 async def test_github_org_and_team_names_match_whatever_their_case():
     # GitHub returns the org login as spelled at creation ('Acme-Corp'); admins may
     # write it either way in MLHUB_ADMIN_GROUPS. GitHub names are case-insensitive.
     state = {"teams": [{"slug": "hub-admins", "organization": {"login": "Acme-Corp"}}]}
-    assert github_groups(state) == ["acme-corp", "acme-corp:hub-admins"]
+    assert GitHubGroups({"Acme-Corp"})(state) == ["acme-corp", "acme-corp:hub-admins"]
     c, cls = wire({"MLHUB_AUTHENTICATOR": "github", **CLIENT, "MLHUB_ALLOWED_GROUPS": "Acme-Corp",
                    "MLHUB_ADMIN_GROUPS": "Acme-Corp:hub-admins"})
     auth = cls(config=c)
@@ -388,10 +396,11 @@ def test_github_groups_without_teams(state):
 async def test_github_admin_team_makes_a_hub_admin_and_teams_become_hub_groups():
     c, cls = wire({"MLHUB_AUTHENTICATOR": "github", **CLIENT, "MLHUB_ALLOWED_GROUPS": "acme", "MLHUB_ADMIN_GROUPS": "acme:hub-admins"})
     auth = cls(config=c)
-    assert await auth.get_user_groups(GITHUB_AUTH_STATE) == set(github_groups(GITHUB_AUTH_STATE))
+    acme = ["acme", "acme:hub-admins", "acme:ml-team"]  # not globex: the hub names only acme
+    assert await auth.get_user_groups(GITHUB_AUTH_STATE) == set(acme)
     # oauthenticator's group step, as run after sign-in (private in 17.x)
     model = await auth._apply_managed_groups({"name": "octocat", "admin": None, "auth_state": GITHUB_AUTH_STATE})
-    assert model["groups"] == github_groups(GITHUB_AUTH_STATE)
+    assert model["groups"] == acme
     assert model["admin"] is True
     plain = {**GITHUB_AUTH_STATE, "teams": GITHUB_AUTH_STATE["teams"][:1]}
     model = await auth._apply_managed_groups({"name": "jane", "admin": None, "auth_state": plain})

@@ -148,7 +148,11 @@ class Base(HubOAuthenticated, web.RequestHandler):
         return user
 
     async def identity(self) -> dict:
+        """The caller as an owner: hub users by name; hub services as 'service:NAME',
+        so a user who signs up as 'airflow' is not the Airflow service."""
         user = self.require_user()
+        if user.get("kind") == "service":
+            return {"name": f"service:{user['name']}", "admin": False, "groups": []}
         return await self.settings["users"].info(user["name"])
 
     @staticmethod
@@ -262,7 +266,7 @@ class ModelHandler(Base):
         async with self.lock:
             self.check_may_manage(who, self.store.require(name))
             self.store.delete_model(name)
-        log.info("model %s deleted by %s", name, self.current_user["name"])
+        log.info("model %s deleted by %s", name, who["name"])
         self.set_status(204)
 
 
@@ -272,8 +276,8 @@ class UploadHandler(Base):
 
     async def prepare(self):
         self._tmp = None
-        if self.request.method != "POST":
-            return
+        if self.request.method != "POST":  # before any body is streamed to data_received
+            raise web.HTTPError(405, "publish a version with POST")
         self.require_user()
         self.name = check_name(self.path_kwargs.get("name") or self.path_args[0])
         model = self.store.get(self.name)
@@ -373,6 +377,8 @@ class RollbackHandler(Base):
     async def post(self, name):
         who = await self.identity()
         label = self.body_json().get("label", "stable")
+        if not isinstance(label, str):
+            raise web.HTTPError(400, 'send {"label": "NAME"} (a string, default "stable")')
         async with self.lock:
             self.check_may_manage(who, self.store.require(name))
             model = self.store.rollback(name, label)
