@@ -48,7 +48,11 @@ def run_code(hub: Hub, token: str, user: str, code: str, timeout: float = 300) -
             "user_expressions": {}, "allow_stdin": False, "stop_on_error": True,
         }, session)
         ws.send(json.dumps(req))
+        # execute_reply comes on the shell channel, output on iopub: the websocket
+        # may deliver the reply before the last output, so the run is over only
+        # when both the reply and iopub's status "idle" for this request are in
         out: list[str] = []
+        replied = idle = False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg = json.loads(ws.recv())
@@ -63,6 +67,10 @@ def run_code(hub: Hub, token: str, user: str, code: str, timeout: float = 300) -
             elif kind == "execute_reply":
                 if msg["content"]["status"] != "ok":
                     raise HubError(f"execute_reply {msg['content']}")
+                replied = True
+            elif kind == "status" and msg["content"].get("execution_state") == "idle":
+                idle = True
+            if replied and idle:
                 return "".join(out)
         raise HubError(f"kernel did not answer in {timeout}s")
     finally:
