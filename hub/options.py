@@ -18,13 +18,12 @@ defaults from settings.
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from .gpus.inventory import GPU
 from .gpus.ledger import Ledger
-from .settings import parse_size
+from .settings import env_key, parse_size
 
 GPU_QUOTA_KEY = "gpu_quota"
 MEM_QUOTA_KEY = "mem_quota"
@@ -55,8 +54,7 @@ class ServerOptions:
     mem: int
 
 
-def slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "default"
+slug = env_key
 
 
 def fmt_bytes(n: int) -> str:

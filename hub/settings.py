@@ -258,9 +258,16 @@ def parse_optional_size(raw: str) -> int | None:
     return parse_size(raw) if raw.strip() else None
 
 
+def env_key(label: str) -> str:
+    """The key of an environment (its form value and user_options value): the label in
+    lowercase, runs of anything but letters and digits (any script) as one '-'."""
+    return re.sub(r"[\W_]+", "-", label.lower()).strip("-") or "default"
+
+
 def parse_environments(raw: str) -> tuple[tuple[str, str], ...]:
     """'Label=image;Label 2=image2' -> ((label, image), ...); '' -> ()."""
     out = []
+    keys: dict[str, str] = {}
     for part in (p.strip() for p in raw.split(";")):
         if not part:
             continue
@@ -270,7 +277,14 @@ def parse_environments(raw: str) -> tuple[tuple[str, str], ...]:
                 "entries 'Label=image' separated by ';', e.g. "
                 "TensorFlow (CUDA)=mlhub/notebook:latest;Minimal=quay.io/jupyter/base-notebook:latest"
             )
-        out.append((label.strip(), image.strip()))
+        label = label.strip()
+        other = keys.setdefault(env_key(label), label)
+        if other != label:
+            raise ValueError(
+                f"environment labels that differ in more than punctuation and case: "
+                f"{other!r} and {label!r} would be the same choice; rename one"
+            )
+        out.append((label, image.strip()))
     return tuple(out)
 
 

@@ -426,6 +426,11 @@ class MlhubSpawner(DockerSpawner):
                 reason="docker",
                 status_code=500,
             ) from None
+        except BaseException:
+            # cancelled (start_timeout, the user's cancel) or the engine failed in
+            # another way (a timeout): no container, and so no GPU, stays behind
+            await self._remove_failed()
+            raise
         else:
             self._emit(80, "Container running; waiting for Jupyter to answer")
             return ip_port
@@ -447,10 +452,28 @@ class MlhubSpawner(DockerSpawner):
         super().clear_state()
         self.gpu_ids = []
 
+    async def poll(self):
+        """DockerSpawner's poll; a container that is not running is removed (with
+        ``remove``, as set by the wiring), so that one created but never started
+        (a spawn cancelled while the engine created it) releases its GPUs."""
+        status = await super().poll()
+        if status is not None and self.remove and self.object_id:
+            await self.remove_object()
+            self.object_id = ""
+        return status
+
     async def _remove_failed(self) -> None:
         """Never leave a half-created container behind."""
         if not self.object_id:
-            return
+            # the create call may have finished after we stopped waiting for it
+            try:
+                obj = await self.get_object()
+            except Exception:  # pragma: no cover - best effort; poll() removes it later
+                self.log.warning("Could not look for a failed container %s", self.object_name)
+                return
+            if obj is None or obj["State"].get("Running"):
+                self.object_id = ""
+                return
         try:
             await self.remove_object()
         except Exception:  # pragma: no cover - best effort, logged

@@ -501,7 +501,7 @@ def test_example_dag_retrains_publishes_and_validates(people):
     versions = {v["version"]: v for v in model["versions"]}
     assert set(versions) - before == {version}, (before, model)
     assert versions[version]["state"] == "AVAILABLE", model
-    assert versions[version]["published_by"] == "service:airflow", model
+    assert versions[version]["published_by"] == "service/airflow", model
     assert model["labels"].get("candidate") == version, model
 
     rid = urllib.parse.quote(run_id, safe="")

@@ -502,3 +502,30 @@ def test_everything_the_form_offers_is_accepted(n_gpus, held, quota_gpus, quota_
         assert parse_user_options(options_from_form({"gpus": [value]}), ENVS, quota, default_mem, n_gpus).gpus == int(value)
     if n_gpus:
         assert f.badge == f"{n_gpus - len(holdings)} of {n_gpus} free"
+
+
+def test_environment_keys_keep_non_latin_labels_apart():
+    assert slug("深度学习") != slug("机器学习")
+    assert slug("深度学习 (GPU)") == "深度学习-gpu"
+
+
+@pytest.mark.parametrize("raw", [
+    "TensorFlow (GPU)=mlhub/notebook:gpu;TensorFlow GPU=mlhub/notebook:cpu",
+    "TF=a:1;tf=b:1",
+])
+def test_environments_that_would_be_one_choice_stop_startup(raw):
+    from hub.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as e:
+        load_settings({"MLHUB_ENVIRONMENTS": raw})
+    assert "MLHUB_ENVIRONMENTS=" in str(e.value) and "rename one" in str(e.value)
+
+
+def test_each_environment_is_reachable_by_its_key():
+    from hub.settings import load_settings
+
+    s = load_settings({"MLHUB_ENVIRONMENTS": "深度学习=a:1;机器学习=b:1;TensorFlow (GPU)=c:1"})
+    envs = [Environment(slug(label), label, image) for label, image in s.environments]
+    for env in envs:
+        picked = parse_user_options({"environment": env.key}, envs, Quota(1, 8 * G), 4 * G, 0)
+        assert picked.environment.image == env.image

@@ -148,11 +148,12 @@ class Base(HubOAuthenticated, web.RequestHandler):
         return user
 
     async def identity(self) -> dict:
-        """The caller as an owner: hub users by name; hub services as 'service:NAME',
-        so a user who signs up as 'airflow' is not the Airflow service."""
+        """The caller as an owner: hub users by name; hub services as 'service/NAME'.
+        JupyterHub refuses '/' in every username, so no user (one who signs up as
+        'airflow' or as 'service/airflow') can be taken for a service."""
         user = self.require_user()
         if user.get("kind") == "service":
-            return {"name": f"service:{user['name']}", "admin": False, "groups": []}
+            return {"name": f"service/{user['name']}", "admin": False, "groups": []}
         return await self.settings["users"].info(user["name"])
 
     @staticmethod
