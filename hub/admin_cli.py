@@ -49,11 +49,22 @@ class Api:
         self.s = requests.Session()
         self.s.headers["Authorization"] = f"token {token}"
 
+    #: seconds to keep trying a hub that refuses connections (it is starting,
+    #: e.g. right after `docker compose restart hub`)
+    connect_wait = 30
+
     def __call__(self, method: str, path: str, ok=(200, 201, 202, 204), **kw):
-        try:
-            r = self.s.request(method, self.url + path, timeout=60, **kw)
-        except requests.RequestException as e:
-            raise CliError(f"the hub API at {self.url} does not answer: {e}") from None
+        deadline = time.monotonic() + self.connect_wait
+        while True:
+            try:
+                r = self.s.request(method, self.url + path, timeout=60, **kw)
+                break
+            except requests.ConnectionError as e:
+                if time.monotonic() >= deadline:
+                    raise CliError(f"the hub API at {self.url} does not answer: {e}") from None
+                time.sleep(1)
+            except requests.RequestException as e:
+                raise CliError(f"the hub API at {self.url} does not answer: {e}") from None
         if r.status_code not in ok:
             try:
                 msg = r.json().get("message", r.text)
@@ -182,7 +193,10 @@ def cmd_remove(api: Api, args) -> None:
         api("DELETE", f"/users/{q(name)}", ok=(204,))
         volume = home_volume(name)
         if not args.purge:
-            print(f"removed {name}; kept their home volume {volume} (remove it with --purge)")
+            print(
+                f"removed {name}; kept their home volume {volume} (remove it with --purge). "
+                f"A new user named {name} would get these files."
+            )
             continue
         import docker  # only --purge needs the engine
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import bcrypt
+from jupyterhub import orm
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
 from traitlets import Unicode
@@ -35,6 +36,20 @@ class MlhubNativeAuthenticator(ServicesLogoutMixin, NativeAuthenticator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.create_admin_accounts()
+
+    def create_user(self, username, password, **kwargs):
+        """Sign-up. A name an admin already added to the hub (admin page,
+        ``mlhub-admin add``) has no password yet: whoever signs up under it first
+        would take that account, admin rights included. Such a sign-up always waits
+        for an admin's approval, even with MLHUB_SIGNUP=open."""
+        name = self.normalize_username(username)
+        added_by_admin = self.db.query(orm.User).filter_by(name=name).first() is not None
+        info = super().create_user(username, password, **kwargs)
+        if info is not None and added_by_admin and info.is_authorized:
+            info.is_authorized = False
+            self.db.commit()
+            self.log.info("Sign-up for %s, a user added by an admin, waits for approval", name)
+        return info
 
     def create_admin_accounts(self) -> list[str]:
         """Create missing accounts for configured admins; return their names."""

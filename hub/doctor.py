@@ -605,6 +605,7 @@ def check_settings(
             for p in problems
         ]
     out = [Finding(name, OK, f"{where}: {len(env)} MLHUB_* setting(s), all valid")]
+    out += check_sign_in(settings, where)
     gpus = getattr(settings, "gpus", None)
     if isinstance(gpus, tuple) and gpu_count == 0:
         out.append(Finding(
@@ -613,6 +614,23 @@ def check_settings(
             "a GPU get none",
             f"set MLHUB_GPUS=auto (or none) in {env_file}, unless this is a test of GPU allocation",
         ))
+    return out
+
+
+def check_sign_in(settings: object, where: str, fetch: Optional[Callable] = None) -> List[Finding]:
+    """The hub's sign-in preflight (client id and secret, callback, allow rule,
+    provider reachable), run from this host: what would stop the hub's start."""
+    try:
+        from hub import preflight
+    except ImportError as e:  # pragma: no cover - hub.preflight is stdlib-only
+        return [Finding("sign-in", INFO, f"not checked here ({e}); the hub checks it when it starts")]
+    if not isinstance(settings, preflight.Settings):
+        return []
+    report = preflight.check(settings, **({"fetch": fetch} if fetch else {}))
+    out = [Finding("sign-in", FAIL, e, f"edit {where} (see .env.example)") for e in report.errors]
+    out += [Finding("sign-in", WARN, w.replace("from the hub", "from this host"), "") for w in report.warnings]
+    if not out:
+        out.append(Finding("sign-in", OK, f"{settings.authenticator}: configured"))
     return out
 
 

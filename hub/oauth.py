@@ -20,7 +20,7 @@ from oauthenticator.github import GitHubOAuthenticator
 from oauthenticator.gitlab import GitLabOAuthenticator
 
 from .logout import ServicesLogoutMixin
-from .settings import Settings
+from .settings import Settings, callback_url
 
 LOGIN_SERVICE = {"oidc": "single sign-on", "github": "GitHub", "gitlab": "GitLab"}
 
@@ -85,10 +85,6 @@ def client_secret(settings: Settings) -> str:
         with open(settings.oauth_client_secret_file) as f:
             return f.read().strip()
     return settings.oauth_client_secret
-
-
-def callback_url(settings: Settings) -> str:
-    return settings.oauth_callback_url or settings.public_url + "/hub/oauth_callback"
 
 
 def refusal_message(settings: Settings) -> str:

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
-from .oauth import callback_url
-from .settings import Settings, SettingsError, load_settings
+from .settings import Settings, SettingsError, callback_url, load_settings
 
 OIDC_URL_SETTINGS = {
     "authorize_url": ("MLHUB_OIDC_AUTHORIZE_URL", "authorization_endpoint"),

@@ -600,6 +600,12 @@ COMPOSE_ONLY = {
 }
 
 
+COMPOSE_ONLY_CHECKS: dict[str, Callable[[str], Any]] = {
+    "MLHUB_MODELS_PREDICT": one_of("members", "owners"),
+    "MLHUB_MODELS_MAX_UPLOAD": parse_size,
+}
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every setting; raise SettingsError listing all problems."""
     values: dict[str, Any] = {}
@@ -612,6 +618,15 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             values[f.name] = f.metadata["parse"](raw)
         except ValueError as e:
             problems.append(f"{env}={raw!r}: expected {e}")
+    # read by other services of the stack, checked here too so that the hub (and
+    # `doctor`) name them instead of a service restarting in a loop
+    for env, parse in COMPOSE_ONLY_CHECKS.items():
+        raw = environ.get(env, "")
+        if raw.strip():
+            try:
+                parse(raw)
+            except ValueError as e:
+                problems.append(f"{env}={raw!r}: expected {e}")
     known = set(SETTINGS_FIELDS) | set(COMPOSE_ONLY)
     for env in sorted(environ):
         if env.startswith(PREFIX) and env not in known:
@@ -633,6 +648,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if not values["airflow_dags_path"]:
         values["airflow_dags_path"] = values["notebook_home"].rstrip("/") + "/airflow-dags"
     return Settings(**values)
+
+
+def callback_url(settings: Settings) -> str:
+    """The OAuth callback the provider must have registered."""
+    return settings.oauth_callback_url or settings.public_url + "/hub/oauth_callback"
 
 
 def env_example() -> str:

@@ -45,6 +45,10 @@ def configure(
     proxy = c.ConfigurableHTTPProxy
     proxy.should_start = False
     proxy.api_url = settings.proxy_api_url
+    # The proxy keeps its routes in memory: after it restarts (crash, upgrade) the
+    # hub puts them back at its next route check, run with the activity update.
+    # JupyterHub's default (300 s) would leave every server unreachable for minutes.
+    hub.last_activity_interval = 15
     if read_secrets:
         proxy.auth_token = ensure(settings.secrets_dir, "proxy_token")
         ensure(settings.secrets_dir, "cookie_secret")

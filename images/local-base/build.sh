@@ -8,7 +8,7 @@
 #                                           same layout (user jovyan 1000:100, Python env on PATH,
 #                                           JupyterLab, TensorFlow) but CPU-only TensorFlow.
 #
-# Use them with:  docker compose -f docker-compose.yml -f images/local-base/compose.override.yml ...
+# Use them with:  docker compose -f docker-compose.yml -f images/local-base/compose.yml ...
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

@@ -285,3 +285,37 @@ print(json.dumps({{"direct": d, "gateway": g}}))
         )
     )
     assert res["gateway"][0] > 0 and res["direct"][0] > 0
+
+
+README_FLOW = r"""
+import json
+from mlhub_models import set_label, predict, rollback, publish, ModelServiceError
+probe = [[0.9, 0.1, 0.5, 0.7]]
+set_label("MODEL", "canary", 2)
+at_once = predict("MODEL", probe, label="canary")    # right after set_label, as the README shows
+v2 = predict("MODEL", probe, version=2)
+set_label("MODEL", "canary", 1)
+v1 = predict("MODEL", probe, version=1)
+after_move = predict("MODEL", probe, label="canary")
+back = rollback("MODEL", "canary")                    # canary: 1 -> its previous version, 2
+after_rollback = predict("MODEL", probe, label="canary")
+errors = []
+for bad in ("Bad Name/../x", "..", "UPPER"):
+    try:
+        publish("/nonexistent", bad)
+    except ModelServiceError as e:
+        errors.append(str(e))
+print("RESULT", json.dumps({"at_once": at_once, "v2": v2, "v1": v1, "after_move": after_move,
+      "back": back["labels"]["canary"], "after_rollback": after_rollback, "errors": errors}))
+"""
+
+
+def test_readme_client_flow_label_then_predict_at_once(platform, published):
+    """set_label/rollback return once TF Serving serves the label (it re-reads its
+    config every few seconds), so a predict right after uses the new version; bad
+    model names are refused by the client before anything is sent."""
+    out = kernel_json(platform, MIA, README_FLOW.replace("MODEL", MODEL))
+    assert out["at_once"] == pytest.approx(out["v2"], abs=1e-6)
+    assert out["after_move"] == pytest.approx(out["v1"], abs=1e-6)
+    assert out["back"] == 2 and out["after_rollback"] == pytest.approx(out["v2"], abs=1e-6)
+    assert len(out["errors"]) == 3 and all("invalid model name" in e for e in out["errors"]), out["errors"]

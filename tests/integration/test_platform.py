@@ -144,6 +144,24 @@ def test_hub_restart_keeps_servers_running_and_reachable(platform, users):
     assert "LOADED" in out
 
 
+def test_proxy_restart_routes_are_back_within_seconds(platform, users):
+    """The proxy keeps routes in memory; the hub restores them at its next route
+    check (every 15 s here; JupyterHub's default would be 300 s)."""
+    hub, token = platform.hub, users[ALICE]
+    platform.stack.compose("restart", "proxy")
+    platform.stack.wait_healthy()
+    t0 = time.monotonic()
+    status = None
+    while time.monotonic() - t0 < 60:
+        status = hub.server_api(token, ALICE, "GET", "api/status").status_code
+        if status == 200:
+            break
+        time.sleep(1)
+    waited = time.monotonic() - t0
+    record(f"proxy restart -> user server reachable again: {waited:.1f} s")
+    assert status == 200, f"alice's server still unreachable {waited:.0f} s after a proxy restart"
+
+
 def test_a_token_cannot_reach_another_users_server(platform, users):
     hub = platform.hub
     r = hub.server_api(users[ALICE], BOB, "GET", "api/status")

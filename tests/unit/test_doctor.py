@@ -436,8 +436,21 @@ def test_bad_env_fails_naming_each_variable():
 
 def test_good_env_is_ok():
     findings = doctor.check_settings(ENV, "MLHUB_SIGNUP=open\nMLHUB_NOTEBOOK_MEM_LIMIT=16G\n", {})
-    assert [f.status for f in findings] == [OK]
+    assert [f.status for f in findings] == [OK, OK]
     assert "2 MLHUB_* setting(s), all valid" in findings[0].message
+    assert findings[1].check == "sign-in" and "native: configured" in findings[1].message
+
+
+def test_sign_in_preflight_runs_in_doctor_too():
+    """What stops the hub's start (here: OIDC without client, secret or allow rule)
+    is a FAIL in doctor, not 'all checks passed'."""
+    text = ("MLHUB_AUTHENTICATOR=oidc\n"  # endpoints on a closed loopback port: no network
+            + "".join(f"MLHUB_OIDC_{k}_URL=http://127.0.0.1:9/{k.lower()}\n" for k in ("AUTHORIZE", "TOKEN", "USERINFO")))
+    findings = doctor.check_settings(ENV, text, {})
+    failed = [f.message for f in findings if f.status == FAIL and f.check == "sign-in"]
+    assert any("MLHUB_OAUTH_CLIENT_ID" in m for m in failed), findings
+    assert any("MLHUB_OAUTH_CLIENT_SECRET" in m for m in failed), findings
+    assert all(f"edit {ENV}" in f.fix for f in findings if f.status == FAIL)
 
 
 def test_bad_value_from_the_shell_is_reported_too():
@@ -466,8 +479,8 @@ def test_settings_module_unavailable_skips_with_info():
 
 def test_listed_gpus_without_gpus_warns():
     findings = doctor.check_settings(ENV, "MLHUB_GPUS=0,1\n", {}, gpu_count=0)
-    assert [f.status for f in findings] == [OK, WARN]
-    assert "MLHUB_GPUS lists GPUs (0,1)" in findings[1].message
+    assert [f.status for f in findings] == [OK, OK, WARN]
+    assert "MLHUB_GPUS lists GPUs (0,1)" in findings[2].message
     assert doctor.check_settings(ENV, "MLHUB_GPUS=0,1\n", {}, gpu_count=2)[-1].status == OK
 
 

@@ -17,6 +17,7 @@ import threading
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
+from typing import Callable
 from urllib.parse import urlencode
 
 import pytest
@@ -85,6 +86,8 @@ class FakeServing:
 
     status: dict[str, list[dict]] = field(default_factory=dict)
     requests: list[tuple[str, str, bytes, str]] = field(default_factory=list)
+    # "NAME[/versions/N|/labels/L]" -> the version served there (metadata's model_spec)
+    resolve: Callable[[str], str | None] = lambda where: None
 
     def app(self) -> web.Application:
         serving = self
@@ -93,7 +96,11 @@ class FakeServing:
             def get(self, rest):
                 serving.requests.append(("GET", rest, self.request.body, self.request.headers.get("Content-Type", "")))
                 if rest.endswith("/metadata"):
-                    self.write({"model_spec": {"name": rest.split("/")[0]}, "metadata": {"signature_def": "..."}})
+                    spec = {"name": rest.split("/")[0]}
+                    served = serving.resolve(rest[: -len("/metadata")])
+                    if served is not None:
+                        spec["version"] = served
+                    self.write({"model_spec": spec, "metadata": {"signature_def": "..."}})
                 elif rest in serving.status:
                     self.write({"model_version_status": serving.status[rest]})
                 else:
@@ -153,12 +160,26 @@ class Service:
         self.tmp_path = tmp_path
         self.monkeypatch = monkeypatch
         self.root = str(tmp_path / "models")
-        self.serving = FakeServing()
+        self.serving = FakeServing(resolve=self.served_version)
         self.validated: list[str] = []
         self.validate_result: dict | Exception = SIGNATURE
         self.barrier: threading.Barrier | None = None  # hold validations until N uploads are there
         self.servers: list[httpserver.HTTPServer] = []
         self.client = httpclient.AsyncHTTPClient(force_instance=True)
+
+    def served_version(self, where: str) -> str | None:
+        """What a TF Serving that has read the current config serves at ``where``."""
+        name, _, rest = where.partition("/")
+        model = self.store.get(name)
+        if model is None:
+            return None
+        kind, _, key = rest.partition("/")
+        if kind == "versions":
+            return key if int(key) in model.versions else None
+        if kind == "labels":
+            v = model.labels.get(key)
+            return None if v is None else str(v)
+        return str(max(model.versions)) if model.versions else None
 
     def fake_validate(self, path: str, timeout: float = 300) -> dict:
         assert os.path.isfile(os.path.join(path, "saved_model.pb")), os.listdir(path)
@@ -744,7 +765,7 @@ async def test_predict_passes_tf_serving_errors_through(svc):
 async def test_metadata_is_forwarded_as_get(svc):
     await published(svc, "m")
     r = await svc.call("GET", "/v1/models/m/metadata", user="bob")
-    assert r.code == 200 and r.json()["model_spec"] == {"name": "m"}
+    assert r.code == 200 and r.json()["model_spec"] == {"name": "m", "version": "1"}
     assert svc.serving.requests[-1][:3] == ("GET", "m/metadata", b"")
 
 
@@ -851,3 +872,40 @@ async def test_notebook_client_round_trip(svc, tmp_path, monkeypatch):
     with pytest.raises(client.ModelServiceError, match="JUPYTERHUB_API_TOKEN is not set"):
         await run(client.models)
     assert svc.store.get("fraud") is not None
+
+
+async def test_notebook_client_waits_until_tf_serving_serves_the_label(svc, tmp_path, monkeypatch):
+    """TF Serving re-reads models.config every few seconds: set_label returns only
+    once the label serves the new version, so a predict right after uses it."""
+    import mlhub_models as client
+
+    export = tmp_path / "export"
+    (export / "variables").mkdir(parents=True)
+    (export / "saved_model.pb").write_bytes(b"pb")
+    monkeypatch.setenv("MLHUB_MODELS_URL", f"http://127.0.0.1:{svc.port}{PREFIX}/")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "alice")
+    loop = asyncio.get_running_loop()
+
+    async def run(fn, *a, **kw):
+        return await loop.run_in_executor(None, lambda: fn(*a, **kw))
+
+    await run(client.publish, str(export), "fraud", label="stable")
+    await run(client.publish, str(export), "fraud")
+    up_to_date = svc.served_version
+    lagging = {"polls": 0}
+
+    def slow_serving(where):  # the old mapping for the first 3 polls
+        lagging["polls"] += 1
+        return "1" if lagging["polls"] <= 3 and where == "fraud/labels/stable" else up_to_date(where)
+
+    svc.serving.resolve = slow_serving
+    assert (await run(client.set_label, "fraud", "stable", 2))["labels"] == {"stable": 2}
+    assert lagging["polls"] == 4  # waited through the three stale answers
+
+    monkeypatch.setattr(client, "WAIT_S", 1)
+    svc.serving.resolve = lambda where: "1"  # a TF Serving that never picks it up
+    with pytest.raises(client.ModelServiceError, match="has not served version 2 within"):
+        await run(client.set_label, "fraud", "stable", 2)
+    for bad in ("Bad Name/../x", "..", "UPPER"):
+        with pytest.raises(client.ModelServiceError, match="invalid model name"):
+            await run(client.publish, str(export), bad)

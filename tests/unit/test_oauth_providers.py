@@ -441,3 +441,22 @@ async def test_oidc_groups_claim_decides_access_and_admin(user, groups, allowed,
     assert model["groups"] == sorted(groups)
     assert model["admin"] is admin
     assert await auth.check_allowed(user, model) is allowed
+
+
+async def test_open_signup_cannot_claim_a_user_an_admin_added(tmp_path):
+    """`mlhub-admin add carol --admin` (or the admin page) makes a hub user with no
+    password; with MLHUB_SIGNUP=open the first stranger to sign up as carol would
+    have been let in as carol, admin included. That sign-up now waits for approval."""
+    (tmp_path / "admin_password").write_text("first-password\n")
+    c, _ = wire({"MLHUB_SIGNUP": "open", "MLHUB_SECRETS_DIR": str(tmp_path)})
+    db = orm.new_session_factory("sqlite://")()
+    auth = MlhubNativeAuthenticator(config=c, db=db)
+    db.add(orm.User(name="carol", admin=True))
+    db.commit()
+    password = "a-Long-unusual-passphrase-42"
+    carol = auth.create_user("carol", password)
+    assert carol is not None and carol.is_authorized is False
+    assert await auth.authenticate(None, {"username": "carol", "password": password}) is None
+    dave = auth.create_user("dave", password)  # a new name: open sign-up as before
+    assert dave.is_authorized is True
+    assert await auth.authenticate(None, {"username": "dave", "password": password}) == "dave"

@@ -359,3 +359,16 @@ def test_compose_file_uses_only_documented_variables_with_the_same_defaults():
         assert name in defaults, f"docker-compose.yml reads undocumented {name}"
         if default:
             assert default == defaults[name], f"{name}: compose default {default!r}"
+
+
+@pytest.mark.parametrize(("env", "raw", "expected"), [
+    ("MLHUB_MODELS_PREDICT", "anyone", "one of: members, owners"),
+    ("MLHUB_MODELS_MAX_UPLOAD", "lots", "a size such as 512M"),
+])
+def test_models_service_settings_are_checked_by_the_hub_too(env, raw, expected):
+    """Read by the models service; the hub (and doctor) name a bad value instead of
+    the models container restarting in a loop."""
+    with pytest.raises(SettingsError) as e:
+        load_settings({env: raw})
+    assert f"{env}={raw!r}: expected {expected}" in str(e.value)
+    load_settings({env: ""})  # empty: the default

@@ -67,6 +67,7 @@ def test_hub_config_from_defaults():
     assert hub.spawner_class is MlhubSpawner
     assert c.ConfigurableHTTPProxy.should_start is False  # the proxy is its own service
     assert c.ConfigurableHTTPProxy.api_url == "http://proxy:8001"
+    assert hub.last_activity_interval == 15  # routes back soon after a proxy restart
 
 
 def test_hub_config_follows_settings():

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import tempfile
+import time
 
 import requests
 
@@ -23,6 +25,51 @@ __all__ = ["publish", "predict", "models", "model", "set_label", "rollback", "de
 
 class ModelServiceError(RuntimeError):
     """The service refused or failed; the message is the service's explanation."""
+
+
+# the service's rules (services/models/mlhub_models_service/store.py), checked here
+# too so that a name is never sent as a path that means something else
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+LABEL_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+WAIT_S = 120
+
+
+def _name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise ModelServiceError(
+            f"invalid model name {name!r}: lowercase letters, digits, '-' and '_' "
+            "(at most 63), starting with a letter or digit, e.g. fraud-detector"
+        )
+    return name
+
+
+def _label(label: str) -> str:
+    if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
+        raise ModelServiceError(f"invalid label {label!r}: lowercase letters, digits, '-', '_', e.g. stable")
+    return label
+
+
+def _wait_served(name: str, where: str, version: int) -> None:
+    """Wait (up to WAIT_S seconds) until TF Serving answers for ``where``
+    (/versions/N or /labels/L) with ``version``: it re-reads its config every few seconds."""
+    timeout = WAIT_S
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        r = requests.get(f"{_url()}/v1/models/{name}{where}/metadata", headers=_headers(), timeout=30)
+        if r.status_code == 200:
+            served = str((r.json().get("model_spec") or {}).get("version", ""))
+            if served == str(version):
+                return
+            last = f"serves version {served}"
+        else:
+            last = f"{r.status_code}: {r.text[:200]}"
+        if time.monotonic() > deadline:
+            raise ModelServiceError(
+                f"{name}{where}: TF Serving has not served version {version} within {timeout:.0f} s "
+                f"(last answer: {last}); see the models page for its state"
+            )
+        time.sleep(0.5)
 
 
 def _url() -> str:
@@ -65,9 +112,15 @@ def _export(model, path: str) -> None:
         tf.saved_model.save(model, path)
 
 
-def publish(model, name: str, *, label: str | None = None, group: str | None = None) -> dict:
+def publish(
+    model, name: str, *, label: str | None = None, group: str | None = None, wait: bool = True
+) -> dict:
     """Publish ``model`` (a Keras model, a tf.Module, or a SavedModel directory) as the
-    next version of ``name``; return {"name", "version", "labels", "signature"}."""
+    next version of ``name``; return {"name", "version", "labels", "signature"}.
+    With ``wait`` (the default) it returns once TF Serving serves the new version."""
+    _name(name)
+    if label:
+        _label(label)
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(model, (str, os.PathLike)):
             src = os.fspath(model)
@@ -78,10 +131,15 @@ def publish(model, name: str, *, label: str | None = None, group: str | None = N
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             tar.add(src, arcname="savedmodel")
         params = {k: v for k, v in (("label", label), ("group", group)) if v}
-        return _call(
+        out = _call(
             "POST", f"/api/models/{name}/versions", data=buf.getvalue(), params=params,
             headers={"Content-Type": "application/gzip"},
         )
+    if wait:
+        _wait_served(name, f"/versions/{out['version']}", out["version"])
+        if label:
+            _wait_served(name, f"/labels/{label}", out["version"])
+    return out
 
 
 def models() -> list[dict]:
@@ -89,23 +147,32 @@ def models() -> list[dict]:
 
 
 def model(name: str) -> dict:
-    return _call("GET", f"/api/models/{name}")
+    return _call("GET", f"/api/models/{_name(name)}")
 
 
-def set_label(name: str, label: str, version: int) -> dict:
-    return _call("PUT", f"/api/models/{name}/labels/{label}", json={"version": version})
+def set_label(name: str, label: str, version: int, *, wait: bool = True) -> dict:
+    """Point ``label`` at ``version``; with ``wait``, return once TF Serving serves it."""
+    out = _call("PUT", f"/api/models/{_name(name)}/labels/{_label(label)}", json={"version": version})
+    if wait:
+        _wait_served(name, f"/labels/{label}", version)
+    return out
 
 
-def rollback(name: str, label: str = "stable") -> dict:
-    return _call("POST", f"/api/models/{name}/rollback", json={"label": label})
+def rollback(name: str, label: str = "stable", *, wait: bool = True) -> dict:
+    """Move ``label`` back to its previous version; with ``wait``, until it is served."""
+    out = _call("POST", f"/api/models/{_name(name)}/rollback", json={"label": _label(label)})
+    if wait:
+        _wait_served(name, f"/labels/{label}", out["labels"][label])
+    return out
 
 
 def delete(name: str, version: int | None = None) -> None:
-    _call("DELETE", f"/api/models/{name}" + (f"/versions/{version}" if version else ""))
+    _call("DELETE", f"/api/models/{_name(name)}" + (f"/versions/{int(version)}" if version else ""))
 
 
 def predict(name: str, instances, *, version: int | None = None, label: str | None = None):
     """Predictions from TF Serving through the hub (row format)."""
-    where = f"/versions/{version}" if version else f"/labels/{label}" if label else ""
+    _name(name)
+    where = f"/versions/{int(version)}" if version else f"/labels/{_label(label)}" if label else ""
     data = instances.tolist() if hasattr(instances, "tolist") else instances
     return _call("POST", f"/v1/models/{name}{where}:predict", json={"instances": data})["predictions"]
