@@ -427,6 +427,27 @@ def test_dag_written_in_a_notebook_runs(people, hello_dag):
     record(f"airflow: {HELLO} (1 task) trigger -> success: {wall:.1f} s (run duration {run['duration']:.1f} s)")
 
 
+def test_only_users_let_into_airflow_get_the_dags_folder(people, hello_dag):
+    """A DAG file is code Airflow runs with its own secrets: with MLHUB_AIRFLOW_GROUP,
+    only its members (and hub admins) mount the DAGs volume in their notebooks."""
+    p = people
+    dags_path = f"/home/jovyan/{DAGS_DIR}"
+
+    def mounts(name: str) -> dict:
+        info = p.stack.container(f"{p.stack.project}-nb-{name}")
+        assert info is not None, f"{name}'s notebook container is not there"
+        return {m["Destination"]: m.get("Name") for m in info["Mounts"]}
+
+    assert mounts("ada")[dags_path] == f"{p.stack.project}-airflow-dags"  # in airflow-users
+    p.hub.start_server(p.user("nora"), "nora", timeout=SPAWN_S)  # in no group
+    try:
+        nora = mounts("nora")
+        assert dags_path not in nora, nora
+        assert "/home/jovyan" in nora  # her home, as always
+    finally:
+        p.hub.stop_server(p.user("nora"), "nora")
+
+
 # --------------------------------------------------------------------- 4. a broken DAG
 
 
