@@ -133,7 +133,7 @@ def test_text_output_one_line_per_check(good_env):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert [line.split()[1] for line in lines[:-1]] == [
-        "docker", "compose", "nvidia-driver", "nvidia-container", "cuda", "disk", "settings"]
+        "docker", "compose", "nvidia-driver", "nvidia-container", "cuda", "disk", "settings", "sign-in"]
     assert all(line.split()[0] in ("OK", "INFO", "WARN") for line in lines[:-1])
     assert lines[-1].startswith(("all checks passed", "no FAIL"))
 
