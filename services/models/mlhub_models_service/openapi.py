@@ -3,6 +3,25 @@
 _err = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}}
 
+def _serving_paths() -> dict:
+    """The predict and metadata routes forwarded to TF Serving: the latest version,
+    a version (/versions/N) or a label (/labels/L)."""
+    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer"}}
+    label = {"name": "label", "in": "path", "required": True, "schema": {"type": "string"}}
+    predict = {"requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
+                   "instances": {"type": "array", "items": {}}, "inputs": {}, "signature_name": {"type": "string"}}}}}},
+               "responses": {"200": {"description": "predictions"}, "400": _err, "403": _err, "404": _err, "503": _err}}
+    metadata = {"responses": {"200": {"description": "metadata (signatures)"}, "403": _err, "404": _err, "503": _err}}
+    paths = {}
+    for where, params, what in (("", [], "the latest version"), ("/versions/{version}", [version], "one version"),
+                                ("/labels/{label}", [label], "the version a label points at")):
+        paths[f"/v1/models/{{name}}{where}:predict"] = {
+            "parameters": [_name, *params], "post": {"summary": f"TF Serving predict: {what}", **predict}}
+        paths[f"/v1/models/{{name}}{where}/metadata"] = {
+            "parameters": [_name, *params], "get": {"summary": f"TF Serving metadata: {what}", **metadata}}
+    return paths
+
+
 OPENAPI = {
     "openapi": "3.0.3",
     "info": {
@@ -84,16 +103,6 @@ OPENAPI = {
                      "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"label": {"type": "string", "default": "stable"}}}}}},
                      "responses": {"200": {"description": "labels"}, "409": _err}},
         },
-        "/v1/models/{name}:predict": {
-            "parameters": [_name],
-            "post": {"summary": "TF Serving predict (also /versions/N:predict and /labels/L:predict)",
-                     "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
-                         "instances": {"type": "array", "items": {}}, "inputs": {}, "signature_name": {"type": "string"}}}}}},
-                     "responses": {"200": {"description": "predictions"}, "400": _err, "404": _err}},
-        },
-        "/v1/models/{name}/metadata": {
-            "parameters": [_name],
-            "get": {"summary": "TF Serving model metadata (signatures)", "responses": {"200": {"description": "metadata"}}},
-        },
+        **_serving_paths(),
     },
 }
