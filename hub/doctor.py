@@ -617,7 +617,7 @@ def check_settings(
     return out
 
 
-def check_sign_in(settings: object, where: str, fetch: Optional[Callable] = None) -> List[Finding]:
+def check_sign_in(settings: object, where: str) -> List[Finding]:
     """The hub's sign-in preflight (client id and secret, callback, allow rule,
     provider reachable), run from this host: what would stop the hub's start."""
     try:
@@ -626,7 +626,7 @@ def check_sign_in(settings: object, where: str, fetch: Optional[Callable] = None
         return [Finding("sign-in", INFO, f"not checked here ({e}); the hub checks it when it starts")]
     if not isinstance(settings, preflight.Settings):
         return []
-    report = preflight.check(settings, **({"fetch": fetch} if fetch else {}))
+    report = preflight.check(settings)
     out = [Finding("sign-in", FAIL, e, f"edit {where} (see .env.example)") for e in report.errors]
     out += [Finding("sign-in", WARN, w.replace("from the hub", "from this host"), "") for w in report.warnings]
     if not out:

@@ -586,10 +586,13 @@ class Settings:
 SETTINGS_FIELDS = {f.metadata["env"]: f for f in fields(Settings) if "env" in f.metadata}
 GPU_OVERRIDE = "docker-compose.gpu.yml"
 
-# Variables that .env carries for docker compose itself, not for the hub.
+# Variables that .env carries for docker compose and the other services, not for the
+# hub: (default, help[, parser]). Those with a parser are read by another service and
+# checked here too, so that the hub (and `doctor`) name a bad value instead of that
+# service restarting in a loop.
 COMPOSE_ONLY = {
-    "MLHUB_MODELS_PREDICT": ("members", "Who may ask models for predictions: members (everyone signed in) or owners (owner, its group, admins)."),
-    "MLHUB_MODELS_MAX_UPLOAD": ("2G", "Largest SavedModel archive the models service accepts."),
+    "MLHUB_MODELS_PREDICT": ("members", "Who may ask models for predictions: members (everyone signed in) or owners (owner, its group, admins).", one_of("members", "owners")),
+    "MLHUB_MODELS_MAX_UPLOAD": ("2G", "Largest SavedModel archive the models service accepts.", parse_size),
     "MLHUB_MODELS_IMAGE": ("mlhub/models:latest", "Tag of the models service image compose builds from images/models/."),
     "MLHUB_AIRFLOW_IMAGE": ("mlhub/airflow:latest", "Tag of the Airflow image compose builds from images/airflow/ (on apache/airflow)."),
     "MLHUB_AIRFLOW_POSTGRES_IMAGE": ("postgres:16", "Postgres image of Airflow's metadata database."),
@@ -597,12 +600,6 @@ COMPOSE_ONLY = {
     "MLHUB_BIND_ADDRESS": ("0.0.0.0", "Host address the proxy port is published on. Example: 127.0.0.1"),
     "MLHUB_HUB_IMAGE": ("mlhub/hub:latest", "Tag of the hub image compose builds from images/hub/."),
     "MLHUB_ENV_FILE": (".env", "File compose passes to the hub as its environment."),
-}
-
-
-COMPOSE_ONLY_CHECKS: dict[str, Callable[[str], Any]] = {
-    "MLHUB_MODELS_PREDICT": one_of("members", "owners"),
-    "MLHUB_MODELS_MAX_UPLOAD": parse_size,
 }
 
 
@@ -618,13 +615,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             values[f.name] = f.metadata["parse"](raw)
         except ValueError as e:
             problems.append(f"{env}={raw!r}: expected {e}")
-    # read by other services of the stack, checked here too so that the hub (and
-    # `doctor`) name them instead of a service restarting in a loop
-    for env, parse in COMPOSE_ONLY_CHECKS.items():
+    for env, (_default, _help, *parse) in COMPOSE_ONLY.items():
         raw = environ.get(env, "")
-        if raw.strip():
+        if parse and raw.strip():
             try:
-                parse(raw)
+                parse[0](raw)
             except ValueError as e:
                 problems.append(f"{env}={raw!r}: expected {e}")
     known = set(SETTINGS_FIELDS) | set(COMPOSE_ONLY)
@@ -665,6 +660,6 @@ def env_example() -> str:
     for env, f in SETTINGS_FIELDS.items():
         lines += [f"# {f.metadata['help']}", f"{env}={f.metadata['default']}", ""]
     lines.append("# --- read by docker compose only")
-    for env, (default, help_) in COMPOSE_ONLY.items():
+    for env, (default, help_, *_) in COMPOSE_ONLY.items():
         lines += [f"# {help_}", f"{env}={default}", ""]
     return "\n".join(lines)

@@ -414,22 +414,18 @@ class MlhubSpawner(DockerSpawner):
         try:
             await self.apply_options()
             ip_port = await super().start()
-        except SpawnRefused:
+        except BaseException as e:
+            # refused, failed, or cancelled (start_timeout, the user's cancel): no
+            # container, and so no GPU, stays behind
             await self._remove_failed()
-            raise
-        except APIError as e:
-            await self._remove_failed()
-            detail = e.explanation or str(e)
-            raise SpawnRefused(
-                f"Docker could not start your server: {detail}. "
-                "Ask an admin to check the hub's log.",
-                reason="docker",
-                status_code=500,
-            ) from None
-        except BaseException:
-            # cancelled (start_timeout, the user's cancel) or the engine failed in
-            # another way (a timeout): no container, and so no GPU, stays behind
-            await self._remove_failed()
+            if isinstance(e, APIError):
+                detail = e.explanation or str(e)
+                raise SpawnRefused(
+                    f"Docker could not start your server: {detail}. "
+                    "Ask an admin to check the hub's log.",
+                    reason="docker",
+                    status_code=500,
+                ) from None
             raise
         else:
             self._emit(80, "Container running; waiting for Jupyter to answer")

@@ -96,8 +96,7 @@ GPU_STACK_ENV = {
 
 @pytest.fixture(scope="session")
 def gpu_platform(request):
-    base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
-    yield from _bring_up(request, Stack(project=f"{base}gpu", extra_env=GPU_STACK_ENV), "gpu")
+    yield from _bring_up(request, Stack("gpu", extra_env=GPU_STACK_ENV), "gpu")
 
 
 # ----------------------------------------------------------------------------- OIDC
@@ -155,14 +154,12 @@ def oidc_platform(request):
 
     Provider accounts: olivia (ml-team), adam (ml-team, hub-admins), mallory (marketing);
     passwords in OIDC_ACCOUNTS. Allowed group ml-team, admin group hub-admins."""
-    base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
-    project = f"{base}oidc"
     # The stack's settings name the provider's URLs and the provider's client names the
     # stack's callback, so the provider's port is chosen first, then the Stack (which
     # chooses its own port), then the provider is created and started, then the stack.
     while True:
         idp_port = oidc_free_port()
-        stack = Stack(project=project, extra_env=_oidc_env(idp_port), files=["tests/compose.oidc.yml"])
+        stack = Stack("oidc", extra_env=_oidc_env(idp_port), files=["tests/compose.oidc.yml"])
         if stack.port != idp_port:
             break
     idp = OidcProvider(
@@ -188,7 +185,7 @@ def oidc_platform(request):
                 if getattr(request.session, "mlhub_failed", False):
                     idp.failed = True  # keeps its files when it stops
                     ARTIFACTS.mkdir(exist_ok=True)
-                    log = ARTIFACTS / f"{project}-oidc-provider.log"
+                    log = ARTIFACTS / f"{stack.project}-oidc-provider.log"
                     log.write_text(idp.log_text())
                     print(f"\nOIDC provider log: {log}", file=sys.stderr)
     except BaseException:
@@ -210,8 +207,7 @@ AIRFLOW_STACK_ENV = {
 
 @pytest.fixture(scope="session")
 def airflow_platform(request):
-    base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
-    yield from _bring_up(request, Stack(project=f"{base}af", extra_env=AIRFLOW_STACK_ENV), "airflow")
+    yield from _bring_up(request, Stack("af", extra_env=AIRFLOW_STACK_ENV), "airflow")
 
 
 # Idle culling with short times, so a test can watch it happen; 2 stand-in GPUs
@@ -228,5 +224,4 @@ CULL_STACK_ENV = {
 
 @pytest.fixture(scope="session")
 def cull_platform(request):
-    base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
-    yield from _bring_up(request, Stack(project=f"{base}cull", extra_env=CULL_STACK_ENV), "cull")
+    yield from _bring_up(request, Stack("cull", extra_env=CULL_STACK_ENV), "cull")

@@ -18,7 +18,6 @@ must not leak into the tests that share the core stack.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -54,8 +53,7 @@ KNOWN_EDIT_USER_BUG = (
 @pytest.fixture(scope="module")
 def platform(request):
     """A stack of this module's own (same Platform API as the core ``platform``)."""
-    base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
-    yield from _bring_up(request, Stack(project=f"{base}ui"), "admin-ui")
+    yield from _bring_up(request, Stack("ui"), "admin-ui")
 
 
 # ------------------------------------------------------------------ helpers

@@ -23,7 +23,6 @@ USER = "pia"
 
 @pytest.fixture(scope="module")
 def pg_platform(request):
-    base = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
     files = ["tests/compose.hub-postgres.yml"]
     if os.environ.get("MLHUB_TEST_BASES", "local") == "local":
         files.insert(0, "tests/compose.hub-postgres.local.yml")
@@ -31,7 +30,7 @@ def pg_platform(request):
         "MLHUB_DB_URL": f"postgresql://hub:{DB_PASSWORD}@hub-db:5432/hub",
         "TEST_HUB_DB_PASSWORD": DB_PASSWORD,
     }
-    yield from _bring_up(request, Stack(project=f"{base}pg", extra_env=env, files=files), "hub-on-postgres")
+    yield from _bring_up(request, Stack("pg", extra_env=env, files=files), "hub-on-postgres")
 
 
 def psql(platform: Platform, sql: str) -> list[str]:

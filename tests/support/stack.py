@@ -53,7 +53,7 @@ class Stack:
 
     def __init__(
         self,
-        project: str | None = None,
+        name: str = "",
         extra_env: dict[str, str] | None = None,
         files: list[str] | None = None,
     ):
@@ -62,8 +62,9 @@ class Stack:
         # Airflow is part of the platform, but heavy: only the stack that tests it runs it.
         self.airflow = (extra_env or {}).get("MLHUB_AIRFLOW", "false") == "true"
         self.services = [] if self.airflow else list(CORE_SERVICES)
-        # MLHUB_TEST_PROJECT lets two test runs share one engine without colliding.
-        project = project or os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest")
+        # MLHUB_TEST_PROJECT lets two test runs share one engine without colliding;
+        # each stack of a run is that prefix plus its name (core: the prefix alone).
+        project = os.environ.get("MLHUB_TEST_PROJECT", "mlhubtest") + name
         self.project = project
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

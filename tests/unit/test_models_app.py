@@ -909,3 +909,4 @@ async def test_notebook_client_waits_until_tf_serving_serves_the_label(svc, tmp_
     for bad in ("Bad Name/../x", "..", "UPPER"):
         with pytest.raises(client.ModelServiceError, match="invalid model name"):
             await run(client.publish, str(export), bad)
+

@@ -72,7 +72,7 @@ def test_empty_value_means_default(blank):
 
 
 def test_compose_only_variables_are_known():
-    env = {name: default for name, (default, _) in COMPOSE_ONLY.items()}
+    env = {name: default for name, (default, *_) in COMPOSE_ONLY.items()}
     assert load_settings(env) == load_settings({})
 
 
@@ -336,7 +336,7 @@ def test_env_example_documents_every_variable_with_help_and_default():
             documented[m.group(1)] = m.group(2)
             assert lines[i - 1].startswith("# "), f"{m.group(1)} has no help line"
     expected = {name: f.metadata["default"] for name, f in SETTINGS_FIELDS.items()}
-    expected.update({name: d for name, (d, _) in COMPOSE_ONLY.items()})
+    expected.update({name: d for name, (d, *_) in COMPOSE_ONLY.items()})
     assert documented == expected
 
 
@@ -354,7 +354,7 @@ def test_compose_file_uses_only_documented_variables_with_the_same_defaults():
     refs = re.findall(r"\$\{(MLHUB_[A-Z_]+)(?::-([^}]*))?\}", compose)
     assert refs, "docker-compose.yml no longer reads MLHUB_* variables?"
     defaults = {name: f.metadata["default"] for name, f in SETTINGS_FIELDS.items()}
-    defaults.update({name: d for name, (d, _) in COMPOSE_ONLY.items()})
+    defaults.update({name: d for name, (d, *_) in COMPOSE_ONLY.items()})
     for name, default in refs:
         assert name in defaults, f"docker-compose.yml reads undocumented {name}"
         if default:

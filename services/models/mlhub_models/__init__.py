@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import tarfile
 import tempfile
 import time
 
 import requests
+
+# the service's own name rules (a stdlib-only module of this same package), checked
+# here too so that a name is never sent as a path that means something else
+from mlhub_models_service.store import LABEL_RE, NAME_RE
 
 __all__ = ["publish", "predict", "models", "model", "set_label", "rollback", "delete", "ModelServiceError"]
 
@@ -27,10 +30,6 @@ class ModelServiceError(RuntimeError):
     """The service refused or failed; the message is the service's explanation."""
 
 
-# the service's rules (services/models/mlhub_models_service/store.py), checked here
-# too so that a name is never sent as a path that means something else
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-LABEL_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 WAIT_S = 120
 
 
