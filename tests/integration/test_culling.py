@@ -75,10 +75,17 @@ def test_idle_server_is_culled_busy_one_kept_home_and_gpu_returned(cull_platform
     assert not any("sleepy" in users for users in gpu_holders(p).values())
     # and the user comes back to their files
     hub.start_server(p.user("sleepy"), "sleepy", options={"gpus": 1})
-    r = hub.server_api(p.user("sleepy"), "sleepy", "GET", "api/contents/keep.txt")
-    assert r.status_code == 200 and r.json()["content"] == "still here"
-    # the hub user is not deleted by the culler
-    assert hub.api(p.admin_token, "GET", "/users/sleepy").status_code == 200
+    try:
+        r = hub.server_api(p.user("sleepy"), "sleepy", "GET", "api/contents/keep.txt")
+        assert r.status_code == 200 and r.json()["content"] == "still here"
+        # the hub user is not deleted by the culler
+        assert hub.api(p.admin_token, "GET", "/users/sleepy").status_code == 200
+    finally:
+        # GPU containers of every stack on this engine count in each hub's ledger
+        # (GPUs are the host's): give the stand-in GPU back before the GPU tests
+        for name in ("sleepy", "busy"):
+            if hub.server_model(p.user(name), name) is not None:  # not culled meanwhile
+                hub.stop_server(p.user(name), name)
 
 
 def test_culler_runs_as_a_hub_service_with_its_own_role(cull_platform):
